@@ -1,1 +1,78 @@
+//! Berth's GraphQL API: the schema (split by domain), per-request DataLoaders, limits, and
+//! the axum routes that serve it.
+//!
+//! **Architecture Invariant:** resolvers translate and nothing more: they read arguments,
+//! call one `berth_service::Service` method, and shape the answer. No rule is decided here.
+//! **Architecture Invariant:** only this crate derives GraphQL types.
 
+mod account;
+mod alarms;
+mod containers;
+mod custom_distros;
+mod domains;
+mod error;
+mod graphiql;
+mod http;
+mod loopboxes;
+mod portmaps;
+mod tags;
+pub(crate) mod cursor;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+use berth_service::{Caller, Service};
+
+pub use error::{gql_error, ErrorCode};
+pub use http::router;
+
+#[derive(MergedObject, Default)]
+pub struct Query(account::AccountQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(account::AccountMutation);
+
+pub type BerthSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Deepest query accepted; the deepest legitimate nesting is well below it.
+pub const MAX_DEPTH: usize = 12;
+/// Highest total complexity accepted (a page of 100 containers with every relation fits).
+pub const MAX_COMPLEXITY: usize = 20_000;
+
+/// The schema with its limits, holding the service every resolver calls.
+pub fn schema(service: Service) -> BerthSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(service)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+}
+
+/// Per-request data: who is calling, and DataLoaders built for this request only, so one
+/// tenant's cache can never answer another's request.
+pub fn prepare_request(request: async_graphql::Request, service: &Service, caller: Option<Caller>) -> async_graphql::Request {
+    let mut request = request;
+    if let Some(caller) = caller {
+        request = request.data(caller);
+        request = containers::add_loaders(request, service, caller);
+        request = domains::add_loaders(request, service, caller);
+        request = loopboxes::add_loaders(request, service, caller);
+        request = tags::add_loaders(request, service, caller);
+        request = alarms::add_loaders(request, service, caller);
+        request = portmaps::add_loaders(request, service, caller);
+        request = custom_distros::add_loaders(request, service, caller);
+    }
+    request
+}
+
+/// The caller of this request, or `UNAUTHENTICATED`.
+pub(crate) fn caller(ctx: &async_graphql::Context<'_>) -> async_graphql::Result<Caller> {
+    ctx.data_opt::<Caller>().copied().ok_or_else(|| gql_error(berth_service::Error::Unauthenticated))
+}
+
+pub(crate) fn service<'a>(ctx: &async_graphql::Context<'a>) -> &'a Service {
+    ctx.data_unchecked::<Service>()
+}

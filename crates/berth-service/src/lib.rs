@@ -1,1 +1,64 @@
+//! Every business operation of Berth, written once for every front door.
+//!
+//! A front door (GraphQL, REST, the CLI) authenticates through [`auth`], gets a [`Caller`]
+//! and calls a method of [`Service`]. The method checks ownership, validates, and applies the
+//! change in one store transaction.
+//!
+//! **Architecture Invariant:** this crate knows nothing about HTTP or GraphQL.
+//! **Architecture Invariant:** a customer's object is looked up *with* the caller's id, so
+//! another tenant's object is indistinguishable from a missing one (`Error::NotFound`).
 
+pub mod auth;
+pub mod account;
+pub mod admin;
+pub mod containers;
+pub mod custom_distros;
+pub mod dns;
+pub mod domains;
+pub mod tags;
+pub mod loopboxes;
+pub mod alarms;
+pub mod portmaps;
+pub mod metrics;
+pub mod distros;
+
+use std::sync::Arc;
+
+pub use berth_model::{Error, Result};
+pub use berth_store::Store;
+
+/// The authenticated customer on whose behalf an operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Caller {
+    pub customer_id: i64,
+}
+
+/// Operator settings that shape the service.
+#[derive(Clone)]
+pub struct ServiceConfig {
+    /// Who answers the TXT ownership check of new domains.
+    pub domain_ownership: Arc<dyn dns::DomainOwnership>,
+    pub auth: auth::AuthConfig,
+}
+
+/// The service: cheap to clone, shared by every front door of one process.
+#[derive(Clone)]
+pub struct Service {
+    store: Store,
+    auth: Arc<auth::Authenticator>,
+    domain_ownership: Arc<dyn dns::DomainOwnership>,
+}
+
+impl Service {
+    pub fn new(store: Store, config: ServiceConfig) -> Service {
+        Service {
+            auth: Arc::new(auth::Authenticator::new(config.auth)),
+            domain_ownership: config.domain_ownership,
+            store,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

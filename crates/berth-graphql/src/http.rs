@@ -1,0 +1,116 @@
+//! The HTTP side of GraphQL: `POST /graphql`, `GET /graphql` (queries, or GraphiQL for a
+//! browser). Credentials are checked here, before the operation runs, so a bad password is
+//! a 401 (and a burst of them a 429) whatever the query.
+
+use std::net::SocketAddr;
+
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use berth_service::auth::Presented;
+use berth_service::{Caller, Error, Service};
+
+use crate::error::ErrorCode;
+use crate::{prepare_request, BerthSchema};
+
+#[derive(Clone)]
+struct GraphqlState {
+    schema: BerthSchema,
+    service: Service,
+}
+
+/// Routes `/graphql` (and GraphiQL's embedded assets) for the given service.
+pub fn router(service: Service) -> Router {
+    let state = GraphqlState { schema: crate::schema(service.clone()), service };
+    Router::new()
+        .route("/graphql", get(get_graphql).post(post_graphql))
+        .merge(crate::graphiql::routes())
+        .with_state(state)
+}
+
+async fn post_graphql(
+    State(state): State<GraphqlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+) -> Response {
+    let request = match request {
+        Ok(r) => r.into_inner(),
+        Err(rejection) => return bad_request(&rejection.0.to_string()),
+    };
+    execute(&state, peer, &headers, request).await
+}
+
+async fn get_graphql(
+    State(state): State<GraphqlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if uri.query().is_none_or(|q| q.is_empty()) {
+        if wants_html {
+            return Html(crate::graphiql::page()).into_response();
+        }
+        return bad_request("a GET request needs a `query` parameter");
+    }
+    match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
+        Ok(request) => execute(&state, peer, &headers, request).await,
+        Err(e) => bad_request(&e.to_string()),
+    }
+}
+
+async fn execute(state: &GraphqlState, peer: SocketAddr, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    let caller = match authenticate(&state.service, headers, peer).await {
+        Ok(caller) => caller,
+        Err(e) => return auth_failure(e),
+    };
+    let request = prepare_request(request, &state.service, caller);
+    GraphQLResponse::from(state.schema.execute(request).await).into_response()
+}
+
+/// No `Authorization` header: anonymous (only public fields answer). A header that is
+/// malformed or wrong: refused before the operation runs.
+async fn authenticate(service: &Service, headers: &HeaderMap, peer: SocketAddr) -> Result<Option<Caller>, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let presented = value
+        .to_str()
+        .ok()
+        .and_then(Presented::from_authorization)
+        .ok_or(Error::Unauthenticated)?;
+    service.authenticate(&presented, peer.ip()).await.map(Some)
+}
+
+fn error_body(message: &str, code: ErrorCode) -> serde_json::Value {
+    serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
+}
+
+fn auth_failure(e: Error) -> Response {
+    let code = ErrorCode::of(&e);
+    let body = axum::Json(error_body(&e.to_string(), code));
+    match e {
+        Error::RateLimited { retry_after_secs } => {
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response()
+        }
+        Error::Unauthenticated => {
+            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"berth\"".to_owned())], body)
+                .into_response()
+        }
+        other => {
+            let body = error_body(&crate::gql_error(other).message, code);
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+        }
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(error_body(message, ErrorCode::BadUserInput))).into_response()
+}

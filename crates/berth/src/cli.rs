@@ -1,0 +1,108 @@
+//! The command line (design §7): `serve`, `schema`, `migrate`, `admin …`, `distro …`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Control plane for container hosting")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway (GraphQL, REST, health, metrics) and the in-process agent.
+    Serve(ServeArgs),
+    /// Print the GraphQL schema (SDL), identical to schema.graphql.
+    Schema,
+    /// Bring the database schema up to date and exit.
+    Migrate(DbArgs),
+    /// Operator commands working directly on the database.
+    Admin(crate::admin::AdminArgs),
+}
+
+/// Where the database is. Shared by every command that opens it.
+#[derive(Args, Clone, Debug)]
+pub struct DbArgs {
+    /// Database URL: `sqlite://PATH` or `postgres://…`. Default: berth.db in the state dir.
+    #[arg(long = "database", env = "BERTH_DATABASE_URL", global = true)]
+    pub database: Option<String>,
+    /// Directory for Berth's own state (the default SQLite database among it).
+    #[arg(long = "state-dir", env = "BERTH_STATE_DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Host backend the agent uses.
+    #[arg(long, env = "BERTH_BACKEND", default_value = "jail", value_parser = ["jail", "nspawn", "docker"])]
+    pub backend: String,
+    /// Name of the server this process's agent manages.
+    #[arg(long, env = "BERTH_SERVER")]
+    pub server: Option<String>,
+    /// DNS server (IP:port) for the domain ownership check; default: the system resolvers.
+    #[arg(long = "dns-server", env = "BERTH_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+impl DbArgs {
+    /// The state directory: `--state-dir`, else `$XDG_STATE_HOME/berth`, else
+    /// `~/.local/state/berth`, else `./.berth`.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("berth");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".local/state/berth");
+        }
+        PathBuf::from(".berth")
+    }
+
+    /// The database URL, creating the state directory when the default SQLite file is used.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database {
+            return Ok(url.clone());
+        }
+        let dir = self.state_dir();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        let probe = dir.join(".berth-write-test");
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("state directory {} is not writable", dir.display()))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(format!("sqlite://{}", dir.join("berth.db").display()))
+    }
+
+    pub async fn open_store(&self) -> anyhow::Result<berth_store::Store> {
+        let url = self.database_url()?;
+        berth_store::Store::open(&url).await.context("cannot open the database")
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Schema => {
+            print!("{}", berth_graphql::sdl());
+            Ok(())
+        }
+        Command::Migrate(db) => {
+            db.open_store().await?.close().await;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Admin(args) => crate::admin::run(args).await,
+    }
+}

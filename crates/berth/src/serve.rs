@@ -1,0 +1,67 @@
+//! `berth serve`: open the database, build the service, compose the routes, listen.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use berth_service::{Service, ServiceConfig};
+
+use crate::cli::ServeArgs;
+use crate::telemetry::{self, Metrics};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = telemetry::init();
+    let store = args.db.open_store().await?;
+    let config = ServiceConfig {
+        domain_ownership: Arc::new(berth_service::dns::TxtOverDns::new(args.dns_server)?),
+        auth: Default::default(),
+    };
+    let service = Service::new(store.clone(), config);
+    let app = app(service, metrics);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("berth listening on http://{addr}");
+    tracing::info!(%addr, backend = %args.backend, "serving");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    store.close().await;
+    Ok(())
+}
+
+fn app(service: Service, metrics: Metrics) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.render();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response() }
+            }),
+        )
+        .merge(berth_graphql::router(service))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
