@@ -1,5 +1,7 @@
 //! Containers: the desired state rows the agent reconciles.
 
+use std::collections::HashMap;
+
 use berth_model::Container;
 use sqlx::{AnyConnection, FromRow};
 
@@ -151,4 +153,211 @@ pub async fn ids_of_customer(conn: &mut AnyConnection, customer_id: i64) -> Stor
         .fetch_all(conn)
         .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// One page of a customer's containers in id order, after `after_id`, optionally only those
+/// carrying one of `tags` (each container once). Fetches `limit` rows.
+pub async fn page_of_customer(
+    conn: &mut AnyConnection,
+    customer_id: i64,
+    after_id: Option<i64>,
+    limit: i64,
+    tags: &[String],
+) -> StoreResult<Vec<Container>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM containers c WHERE c.customer_id = $1 AND c.id > $2");
+    if !tags.is_empty() {
+        sql.push_str(" AND ");
+        sql.push_str(&crate::tags::has_any_tag_sql(berth_model::Tagged::Container, "c.id", "$1", 4, tags.len()));
+    }
+    sql.push_str(" ORDER BY c.id LIMIT $3");
+    let mut query = sqlx::query_as::<_, ContainerRow>(&sql).bind(customer_id).bind(after_id.unwrap_or(0)).bind(limit);
+    for tag in tags {
+        query = query.bind(tag.as_str());
+    }
+    Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
+}
+
+/// The customer's containers among `ids`, in one statement.
+pub async fn owned_many(conn: &mut AnyConnection, customer_id: i64, ids: &[i64]) -> StoreResult<Vec<Container>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM containers WHERE customer_id = $1 AND id IN ({})",
+        crate::placeholders(2, ids.len())
+    );
+    let mut query = sqlx::query_as::<_, ContainerRow>(&sql).bind(customer_id);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
+}
+
+/// Writes every customer-settable column of `c` (the service computed the new row) and
+/// stamps `updated_at`.
+pub async fn save(conn: &mut AnyConnection, c: &Container) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE containers SET name = $2, memory = $3, storage = $4, distro_id = $5, custom_distro_id = $6, \
+         ssh_keys_raw = $7, jid = $8, jid_secret = $9, jid_destinations = $10, pushover_user = $11, \
+         pushover_token = $12, pushover_sound = $13, pushbullet_token = $14, slack_webhook = $15, \
+         quota_threshold = $16, alarm_freq = $17, nofollow = $18, note = $19, custom_distros_storage = $20, \
+         secret_uuid = $21, generation = $22, last_reboot = $23, ssh_keys_mtime = $24, updated_at = $25 \
+         WHERE id = $1",
+    )
+    .bind(c.id)
+    .bind(c.name.as_str())
+    .bind(c.memory)
+    .bind(c.storage)
+    .bind(c.distro_id)
+    .bind(c.custom_distro_id)
+    .bind(c.ssh_keys_raw.as_deref())
+    .bind(c.jid.as_deref())
+    .bind(c.jid_secret.as_deref())
+    .bind(c.jid_destinations.as_deref())
+    .bind(c.pushover_user.as_deref())
+    .bind(c.pushover_token.as_deref())
+    .bind(c.pushover_sound.as_deref())
+    .bind(c.pushbullet_token.as_deref())
+    .bind(c.slack_webhook.as_deref())
+    .bind(c.quota_threshold)
+    .bind(c.alarm_freq)
+    .bind(flags::to_db(c.nofollow))
+    .bind(c.note.as_deref())
+    .bind(flags::to_db(c.custom_distros_storage))
+    .bind(c.secret_uuid.as_deref())
+    .bind(c.generation)
+    .bind(c.last_reboot)
+    .bind(c.ssh_keys_mtime)
+    .bind(unix_now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Requests a restart: one generation step and a fresh reboot time.
+pub async fn bump_generation(conn: &mut AnyConnection, id: i64) -> StoreResult<()> {
+    let now = unix_now();
+    sqlx::query(
+        "UPDATE containers SET generation = generation + 1, last_reboot = $2, updated_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Unsets a custom distro on every container using it, restarting each (Q15 fixed: the
+/// reference deleted those containers). Run before deleting the custom distro.
+pub async fn clear_custom_distro(conn: &mut AnyConnection, custom_distro_id: i64) -> StoreResult<u64> {
+    let now = unix_now();
+    let done = sqlx::query(
+        "UPDATE containers SET custom_distro_id = NULL, generation = generation + 1, last_reboot = $2, \
+         updated_at = $2 WHERE custom_distro_id = $1",
+    )
+    .bind(custom_distro_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Serialises capacity checks on one server: a no-op write takes the row lock on PostgreSQL
+/// (SQLite already has one writer), so two concurrent creations cannot both pass the
+/// overselling check.
+pub async fn lock_server(conn: &mut AnyConnection, server_id: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE servers SET memory = memory WHERE id = $1").bind(server_id).execute(conn).await?;
+    Ok(())
+}
+
+/// Servers of the customer's containers among `container_ids`: `(container id, server)`.
+pub async fn servers_of(
+    conn: &mut AnyConnection,
+    customer_id: i64,
+    container_ids: &[i64],
+) -> StoreResult<Vec<(i64, berth_model::Server)>> {
+    if container_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT c.id, s.id, s.name, s.address, s.memory, s.storage, s.uuid, s.owner_id \
+         FROM containers c JOIN servers s ON s.id = c.server_id \
+         WHERE c.customer_id = $1 AND c.id IN ({})",
+        crate::placeholders(2, container_ids.len())
+    );
+    #[allow(clippy::type_complexity)]
+    let mut query = sqlx::query_as::<_, (i64, i64, String, String, i64, i64, String, Option<i64>)>(&sql).bind(customer_id);
+    for id in container_ids {
+        query = query.bind(*id);
+    }
+    Ok(query
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(cid, id, name, address, memory, storage, uuid, owner_id)| {
+            (cid, berth_model::Server { id, name, address, memory, storage, uuid, owner_id })
+        })
+        .collect())
+}
+
+/// Legion addresses of the servers of the customer's containers among `container_ids`.
+pub async fn legion_addresses_of(
+    conn: &mut AnyConnection,
+    customer_id: i64,
+    container_ids: &[i64],
+) -> StoreResult<HashMap<i64, Vec<String>>> {
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    if container_ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT c.id, l.address FROM containers c JOIN legion_nodes n ON n.server_id = c.server_id \
+         JOIN legions l ON l.id = n.legion_id WHERE c.customer_id = $1 AND c.id IN ({}) ORDER BY l.id",
+        crate::placeholders(2, container_ids.len())
+    );
+    let mut query = sqlx::query_as::<_, (i64, String)>(&sql).bind(customer_id);
+    for id in container_ids {
+        query = query.bind(*id);
+    }
+    for (cid, address) in query.fetch_all(conn).await? {
+        out.entry(cid).or_default().push(address);
+    }
+    Ok(out)
+}
+
+/// The customer's domains with a `hits` row for one of the customer's containers on `day`
+/// (spec §4.4; Q11 fixed: both sides belong to the customer), per container, in domain id
+/// order.
+pub async fn domains_served_on(
+    conn: &mut AnyConnection,
+    customer_id: i64,
+    container_ids: &[i64],
+    day: berth_model::Day,
+) -> StoreResult<HashMap<i64, Vec<berth_model::Domain>>> {
+    let mut out: HashMap<i64, Vec<berth_model::Domain>> = HashMap::new();
+    if container_ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT m.container_id, d.id, d.customer_id, d.name, d.uuid, d.note, d.created_at \
+         FROM domain_metrics m JOIN domains d ON d.id = m.domain_id \
+         JOIN containers c ON c.id = m.container_id \
+         WHERE m.kind = $1 AND m.year = $2 AND m.month = $3 AND m.day = $4 \
+         AND d.customer_id = $5 AND c.customer_id = $5 AND m.container_id IN ({}) ORDER BY d.id",
+        crate::placeholders(6, container_ids.len())
+    );
+    #[allow(clippy::type_complexity)]
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, String, String, Option<String>, i64)>(&sql)
+        .bind(berth_model::DomainMetric::Hits.as_str())
+        .bind(day.year)
+        .bind(day.month)
+        .bind(day.day)
+        .bind(customer_id);
+    for id in container_ids {
+        query = query.bind(*id);
+    }
+    for (cid, id, customer_id, name, uuid, note, created_at) in query.fetch_all(conn).await? {
+        out.entry(cid).or_default().push(berth_model::Domain { id, customer_id, name, uuid, note, created_at });
+    }
+    Ok(out)
 }
