@@ -76,3 +76,15 @@ impl<T> GqlResult<T> for Result<T, Error> {
         self.map_err(gql_error)
     }
 }
+
+/// Gives every error of a response an `extensions.code`. Errors our resolvers raise carry
+/// one already; the rest come from async-graphql itself (syntax, unknown fields, argument
+/// types, depth and complexity limits), which are all the client's to fix.
+pub fn ensure_codes(response: &mut async_graphql::Response) {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", ErrorCode::BadUserInput.as_str());
+        }
+    }
+}

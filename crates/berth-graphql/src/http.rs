@@ -16,6 +16,9 @@ use berth_service::{Caller, Error, Service};
 use crate::error::ErrorCode;
 use crate::{prepare_request, BerthSchema};
 
+/// Largest GraphQL request body; a real query is a few KiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+
 #[derive(Clone)]
 struct GraphqlState {
     schema: BerthSchema,
@@ -27,6 +30,10 @@ pub fn router(service: Service) -> Router {
     let state = GraphqlState { schema: crate::schema(service.clone()), service };
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        // Outermost, so it also sees the limit layer's own 413.
+        .layer(axum::middleware::map_response(too_large_as_graphql))
         .merge(crate::graphiql::routes())
         .with_state(state)
 }
@@ -72,7 +79,9 @@ async fn execute(state: &GraphqlState, peer: SocketAddr, headers: &HeaderMap, re
         Err(e) => return auth_failure(e),
     };
     let request = prepare_request(request, &state.service, caller);
-    GraphQLResponse::from(state.schema.execute(request).await).into_response()
+    let mut response = state.schema.execute(request).await;
+    crate::error::ensure_codes(&mut response);
+    GraphQLResponse::from(response).into_response()
 }
 
 /// No `Authorization` header: anonymous (only public fields answer). A header that is
@@ -113,4 +122,13 @@ fn auth_failure(e: Error) -> Response {
 
 fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(error_body(message, ErrorCode::BadUserInput))).into_response()
+}
+
+/// The body limit answers 413 in plain text; GraphQL clients get a typed error instead.
+async fn too_large_as_graphql(response: Response) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let body = error_body(&format!("request body larger than {MAX_BODY} bytes"), ErrorCode::BadUserInput);
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }

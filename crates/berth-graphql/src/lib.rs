@@ -21,7 +21,7 @@ pub(crate) mod cursor;
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 use berth_service::{Caller, Service};
 
-pub use error::{gql_error, ErrorCode};
+pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::router;
 
 #[derive(MergedObject, Default)]
