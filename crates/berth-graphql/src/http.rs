@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -30,6 +32,7 @@ pub fn router(service: Service) -> Router {
     let state = GraphqlState { schema: crate::schema(service.clone()), service };
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
+        .route("/graphql/ws", get(websocket))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         // Outermost, so it also sees the limit layer's own 413.
@@ -49,6 +52,42 @@ async fn post_graphql(
         Err(rejection) => return bad_request(&rejection.0.to_string()),
     };
     execute(&state, peer, &headers, request).await
+}
+
+/// `/graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`. Credentials
+/// arrive in the `connection_init` payload as `{"Authorization": "Basic …" | "Bearer …"}`
+/// (key matched case-insensitively); a bad or missing one ends the connection with the
+/// protocol's error before any operation runs.
+async fn websocket(
+    State(state): State<GraphqlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let service = state.service.clone();
+            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let presented = authorization_in(&payload)
+                        .and_then(Presented::from_authorization)
+                        .ok_or_else(|| crate::gql_error(Error::Unauthenticated))?;
+                    let caller = service.authenticate(&presented, peer.ip()).await.map_err(crate::gql_error)?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(caller);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+fn authorization_in(payload: &serde_json::Value) -> Option<&str> {
+    payload
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| value.as_str())
 }
 
 async fn get_graphql(

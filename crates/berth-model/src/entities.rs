@@ -1,7 +1,7 @@
 //! Plain rows as the store returns them. Derived values (uid, ip, hostname, key lists) come
 //! from `crate::ids`, so every front door shows the same thing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Unix seconds, UTC.
 pub type Unix = i64;
@@ -200,7 +200,7 @@ pub enum Tagged {
     CustomDistro,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alarm {
     pub id: i64,
     pub container_id: i64,

@@ -6,9 +6,11 @@
 
 pub mod entities;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod validate;
 
 pub use entities::*;
 pub use error::{Error, Result};
+pub use events::{ContainerEvent, ContainerEventKind, Event};
 pub use ids::*;

@@ -39,6 +39,13 @@ impl Service {
         Ok(servers::owned_by(&mut conn, caller.customer_id).await?)
     }
 
+    /// Uids of all the customer's containers, in creation order.
+    pub async fn my_container_uids(&self, caller: &Caller) -> Result<Vec<i64>> {
+        let mut conn = self.store.read().await?;
+        let ids = berth_store::containers::ids_of_customer(&mut conn, caller.customer_id).await?;
+        Ok(ids.into_iter().map(berth_model::uid_of).collect())
+    }
+
     /// Updates the profile and/or password in one transaction.
     pub async fn update_me(&self, caller: &Caller, change: AccountChange) -> Result<Customer> {
         if let Some(email) = &change.email {

@@ -21,11 +21,13 @@ pub mod alarms;
 pub mod portmaps;
 pub mod metrics;
 pub mod distros;
+pub mod events;
 
 use std::sync::Arc;
 
 pub use berth_model::{Error, Result};
 pub use berth_store::Store;
+use berth_store::events::{EventBus, LocalBus};
 
 /// The authenticated customer on whose behalf an operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,15 +49,24 @@ pub struct Service {
     store: Store,
     auth: Arc<auth::Authenticator>,
     domain_ownership: Arc<dyn dns::DomainOwnership>,
+    bus: Arc<dyn EventBus>,
 }
 
 impl Service {
+    /// A service whose events stay in this process (right for SQLite and for tests).
     pub fn new(store: Store, config: ServiceConfig) -> Service {
         Service {
             auth: Arc::new(auth::Authenticator::new(config.auth)),
             domain_ownership: config.domain_ownership,
+            bus: Arc::new(LocalBus::new()),
             store,
         }
+    }
+
+    /// Replaces the event bus (PostgreSQL: LISTEN/NOTIFY across gateways).
+    pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Service {
+        self.bus = bus;
+        self
     }
 
     pub fn store(&self) -> &Store {

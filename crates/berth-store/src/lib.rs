@@ -23,6 +23,7 @@ pub mod tags;
 pub mod alarms;
 pub mod news;
 pub mod metrics;
+pub mod events;
 mod flags;
 
 use std::str::FromStr;

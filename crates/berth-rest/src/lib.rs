@@ -1,0 +1,69 @@
+//! The REST shim: the uwsgi.it customer API (../shared/spec/uwsgi-rest-compat.md) on top of
+//! `berth-service`, for curl users and existing clients such as uwsgiit-py.
+//!
+//! **Architecture Invariant:** handlers translate and nothing more: they read the request
+//! the way the reference does, call one service method, and write the answer the way the
+//! reference does (`wire.rs`). Every rule lives in `berth-service`.
+//!
+//! Each module owns its routes (`router()`); `router()` here merges them, accepts every route
+//! with and without a trailing slash, answers CORS pre-flights and adds the CORS header.
+
+mod auth;
+mod body;
+mod errors;
+mod me;
+mod news;
+mod wire;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use axum::routing::MethodRouter;
+use axum::Router;
+use berth_service::Service;
+
+pub use wire::to_python_json;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+}
+
+/// The shim's routes, to be nested under the configured prefix (default `/api`).
+pub fn router(service: Service) -> Router {
+    let protected = Router::new()
+        .merge(me::router())
+        .layer(axum::middleware::from_fn(cors));
+    Router::new()
+        .merge(protected)
+        .merge(news::router())
+        .fallback(|| async { wire::not_found() })
+        .with_state(AppState { service })
+}
+
+/// Registers `path` and `path/`: the reference is inconsistent about trailing slashes and
+/// clients use both, so the shim accepts both everywhere (spec §9.4).
+pub(crate) fn route(router: Router<AppState>, path: &str, handler: MethodRouter<AppState>) -> Router<AppState> {
+    router.route(path, handler.clone()).route(&format!("{path}/"), handler)
+}
+
+/// Pre-flight `OPTIONS` is answered without authentication; every other answer of a
+/// protected route (401 included) carries `Access-Control-Allow-Origin: *`.
+async fn cors(request: Request, next: Next) -> axum::response::Response {
+    if request.method() == Method::OPTIONS {
+        return (
+            StatusCode::OK,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (header::ACCESS_CONTROL_ALLOW_METHODS, "GET,POST,DELETE,OPTIONS"),
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, "X-uwsgi-it-username,X-uwsgi-it-password"),
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}

@@ -1,0 +1,93 @@
+//! `me` (spec §4.1): the account; POST updates it.
+
+use axum::extract::State;
+use axum::http::Method;
+use axum::routing::any;
+use axum::Router;
+use berth_service::account::AccountChange;
+use berth_service::Caller;
+use serde_json::{json, Value};
+
+use crate::auth::Customer;
+use crate::body::{self, RawBody};
+use crate::errors::{reply, FORBIDDEN_STYLE};
+use crate::wire::{self, Reply};
+use crate::{route, AppState};
+
+pub fn router() -> Router<AppState> {
+    route(Router::new(), "/me", any(me))
+}
+
+async fn me(State(state): State<AppState>, Customer(caller): Customer, method: Method, RawBody(raw): RawBody) -> Reply {
+    if method == Method::POST {
+        let value = match body::parse(&raw) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let change = match account_change(&value) {
+            Some(c) => c,
+            None => return wire::bad_request(),
+        };
+        if let Err(e) = state.service.update_me(&caller, change).await {
+            return reply(e, FORBIDDEN_STYLE);
+        }
+    }
+    match describe(&state, &caller).await {
+        Ok(v) => wire::ok_json(&v),
+        Err(e) => reply(e, FORBIDDEN_STYLE),
+    }
+}
+
+/// The keys the reference honours; others are ignored. Non-object bodies are refused (Q28),
+/// except `null`/empty, which change nothing like `{}`.
+fn account_change(value: &Value) -> Option<AccountChange> {
+    let empty = serde_json::Map::new();
+    let object = match value {
+        Value::Object(o) => o,
+        Value::Null => &empty,
+        _ => return None,
+    };
+    let text = |key: &str| -> Option<Option<Option<String>>> {
+        match object.get(key) {
+            None => Some(None),
+            Some(v) => stored_text(v).map(Some),
+        }
+    };
+    Some(AccountChange {
+        email: text("email")?.map(Option::unwrap_or_default),
+        company: text("company")?,
+        vat: text("vat")?,
+        password: match text("password")? {
+            None => None,
+            Some(Some(p)) => Some(p),
+            Some(None) => return None,
+        },
+    })
+}
+
+/// What the reference stores for a JSON value in a text column (it stores `str(value)`):
+/// strings as they are, numbers and booleans as text, `null` as NULL. `None` for values no
+/// client sends on purpose (lists, objects).
+pub(crate) fn stored_text(value: &Value) -> Option<Option<String>> {
+    match value {
+        Value::Null => Some(None),
+        Value::String(s) => Some(Some(s.clone())),
+        Value::Number(n) => Some(Some(n.to_string())),
+        Value::Bool(b) => Some(Some(if *b { "True" } else { "False" }.to_owned())),
+        _ => None,
+    }
+}
+
+async fn describe(state: &AppState, caller: &Caller) -> berth_service::Result<Value> {
+    let me = state.service.me(caller).await?;
+    let containers = state.service.my_container_uids(caller).await?;
+    let servers: Vec<String> = state.service.my_servers(caller).await?.into_iter().map(|s| s.address).collect();
+    Ok(json!({
+        "email": me.email,
+        "vat": me.vat,
+        "company": me.company,
+        "uuid": me.uuid,
+        "containers": containers,
+        "servers": servers,
+    }))
+}
