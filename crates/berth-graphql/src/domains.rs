@@ -1,7 +1,168 @@
-//! TODO(helper): domains types, queries and mutations; add them to `Query`/`Mutation` in lib.rs.
+//! Domains: the `Domain` type, its relations (tags; containers that served it today) and
+//! domain queries and mutations.
 
-use berth_service::{Caller, Service};
+use std::collections::HashMap;
 
-pub(crate) fn add_loaders(request: async_graphql::Request, _service: &Service, _caller: Caller) -> async_graphql::Request {
+use async_graphql::connection::{Connection, CursorType, Edge};
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, InputObject, MaybeUndefined, Object};
+use berth_service::domains::DomainChange;
+use berth_service::{Caller, Error, Service};
+
+use crate::cursor::IdCursor;
+use crate::error::GqlResult;
+use crate::{caller, service};
+
+/// A domain of the caller; tags and containers load in batches per request.
+pub struct Domain(pub berth_model::Domain);
+
+impl From<berth_model::Domain> for Domain {
+    fn from(d: berth_model::Domain) -> Self {
+        Domain(d)
+    }
+}
+
+#[Object]
+impl Domain {
+    async fn id(&self) -> i64 {
+        self.0.id
+    }
+    /// The exact name (case-sensitive; `www.example.org` and `example.org` differ).
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn uuid(&self) -> &str {
+        &self.0.uuid
+    }
+    async fn note(&self) -> Option<&str> {
+        self.0.note.as_deref()
+    }
+    /// Names of the caller's tags on this domain.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        let loader = ctx.data::<DataLoader<DomainTagsLoader>>()?;
+        Ok(loader.load_one(self.0.id).await?.unwrap_or_default())
+    }
+    /// The caller's containers that served this domain today (UTC).
+    async fn containers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<crate::containers::Container>> {
+        let loader = ctx.data::<DataLoader<DomainContainersLoader>>()?;
+        let containers = loader.load_one(self.0.id).await?.unwrap_or_default();
+        Ok(containers.into_iter().map(crate::containers::Container).collect())
+    }
+}
+
+/// Tag names per domain id.
+pub(crate) struct DomainTagsLoader {
+    service: Service,
+    caller: Caller,
+}
+
+impl Loader<i64> for DomainTagsLoader {
+    type Value = Vec<String>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Vec<String>>, Self::Error> {
+        self.service.domain_tags(&self.caller, keys).await.gql()
+    }
+}
+
+/// Containers that served a domain today, per domain id.
+pub(crate) struct DomainContainersLoader {
+    service: Service,
+    caller: Caller,
+}
+
+impl Loader<i64> for DomainContainersLoader {
+    type Value = Vec<berth_model::Container>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        self.service.containers_serving_today(&self.caller, keys).await.gql()
+    }
+}
+
+pub(crate) fn add_loaders(request: async_graphql::Request, service: &Service, caller: Caller) -> async_graphql::Request {
+    let spawn = |fut| {
+        tokio::spawn(fut);
+    };
     request
+        .data(DataLoader::new(DomainTagsLoader { service: service.clone(), caller }, spawn))
+        .data(DataLoader::new(DomainContainersLoader { service: service.clone(), caller }, spawn))
+}
+
+/// Changes to a domain; omitted fields stay as they are, `note: null` clears the note.
+#[derive(InputObject, Default)]
+pub struct UpdateDomainInput {
+    pub note: MaybeUndefined<String>,
+    /// Replaces the tag set (names of the caller's tags; unknown names are ignored).
+    pub tags: Option<Vec<String>>,
+}
+
+pub(crate) fn decode_after(after: Option<String>) -> async_graphql::Result<Option<i64>> {
+    after
+        .map(|a| IdCursor::decode_cursor(&a).map(|c| c.0))
+        .transpose()
+        .map_err(|_| crate::gql_error(Error::bad_input("after", "malformed cursor")))
+}
+
+#[derive(Default)]
+pub struct DomainQuery;
+
+#[Object]
+impl DomainQuery {
+    /// The caller's domains in id order; with `tags`, those carrying any of them (each once).
+    async fn domains(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i64>,
+        after: Option<String>,
+        tags: Option<Vec<String>>,
+    ) -> async_graphql::Result<Connection<IdCursor, Domain>> {
+        let caller = caller(ctx)?;
+        let after = decode_after(after)?;
+        let page = service(ctx).domains(&caller, &tags.unwrap_or_default(), first, after).await.gql()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(page.domains.into_iter().map(|d| Edge::new(IdCursor(d.id), Domain(d))));
+        Ok(connection)
+    }
+
+    async fn domain(&self, ctx: &Context<'_>, id: i64) -> async_graphql::Result<Domain> {
+        let caller = caller(ctx)?;
+        Ok(Domain(service(ctx).domain(&caller, id).await.gql()?))
+    }
+}
+
+#[derive(Default)]
+pub struct DomainMutation;
+
+#[Object]
+impl DomainMutation {
+    /// Adds a domain after checking DNS: a TXT record `uwsgi:<me.uuid>` must be on the name
+    /// or a parent name. Taken names are CONFLICT; a failed check is FORBIDDEN.
+    async fn add_domain(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Domain> {
+        let caller = caller(ctx)?;
+        Ok(Domain(service(ctx).add_domain(&caller, &name).await.gql()?))
+    }
+
+    async fn update_domain(&self, ctx: &Context<'_>, id: i64, input: UpdateDomainInput) -> async_graphql::Result<Domain> {
+        let caller = caller(ctx)?;
+        let note = match input.note {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(v) => Some(Some(v)),
+        };
+        let change = DomainChange { note, tags: input.tags };
+        Ok(Domain(service(ctx).update_domain(&caller, id, change).await.gql()?))
+    }
+
+    /// Deletes one of the caller's domains (with its tags and metrics); returns its id.
+    async fn delete_domain(&self, ctx: &Context<'_>, id: i64) -> async_graphql::Result<i64> {
+        let caller = caller(ctx)?;
+        Ok(service(ctx).delete_domain(&caller, id).await.gql()?.id)
+    }
+
+    /// Deletes the caller's domain with exactly this name; returns its id.
+    async fn delete_domain_by_name(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<i64> {
+        let caller = caller(ctx)?;
+        Ok(service(ctx).delete_domain_by_name(&caller, &name).await.gql()?.id)
+    }
 }

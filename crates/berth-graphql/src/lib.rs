@@ -14,23 +14,44 @@ mod error;
 mod graphiql;
 mod http;
 mod loopboxes;
+mod metrics;
 mod portmaps;
+mod subscriptions;
 mod tags;
 pub(crate) mod cursor;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};
 
 pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::router;
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery);
+pub struct Query(
+    account::AccountQuery,
+    alarms::AlarmQuery,
+    domains::DomainQuery,
+    metrics::MetricsQuery,
+    portmaps::PortmapQuery,
+    containers::ContainerQuery,
+    custom_distros::DistroQuery,
+    loopboxes::LoopboxQuery,
+    tags::TagQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation);
+pub struct Mutation(
+    account::AccountMutation,
+    alarms::AlarmMutation,
+    domains::DomainMutation,
+    portmaps::PortmapMutation,
+    containers::ContainerMutation,
+    custom_distros::CustomDistroMutation,
+    loopboxes::LoopboxMutation,
+    tags::TagMutation,
+);
 
-pub type BerthSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type BerthSchema = Schema<Query, Mutation, subscriptions::SubscriptionRoot>;
 
 /// Deepest query accepted; the deepest legitimate nesting is well below it.
 pub const MAX_DEPTH: usize = 12;
@@ -39,7 +60,7 @@ pub const MAX_COMPLEXITY: usize = 20_000;
 
 /// The schema with its limits, holding the service every resolver calls.
 pub fn schema(service: Service) -> BerthSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), subscriptions::SubscriptionRoot)
         .data(service)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -48,7 +69,7 @@ pub fn schema(service: Service) -> BerthSchema {
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+    Schema::build(Query::default(), Mutation::default(), subscriptions::SubscriptionRoot).finish().sdl()
 }
 
 /// Per-request data: who is calling, and DataLoaders built for this request only, so one

@@ -154,6 +154,28 @@ pub fn alarm_line(value: Option<i64>) -> Result<()> {
     }
 }
 
+/// Most ssh keys one container holds.
+pub const MAX_SSH_KEYS: usize = 100;
+/// Longest single ssh key (an RSA-16384 public key is well below it).
+pub const MAX_SSH_KEY: usize = 16 * 1024;
+
+/// A list of ssh public keys as stored joined by `\n`: a key containing a line break would
+/// come back as two, so control characters are refused.
+pub fn ssh_keys(keys: &[String]) -> Result<()> {
+    if keys.len() > MAX_SSH_KEYS {
+        return Err(Error::bad_input("ssh_keys", format!("more than {MAX_SSH_KEYS} keys")));
+    }
+    for key in keys {
+        if key.chars().count() > MAX_SSH_KEY {
+            return Err(Error::bad_input("ssh_keys", format!("a key is longer than {MAX_SSH_KEY} characters")));
+        }
+        if key.chars().any(|c| c.is_control()) {
+            return Err(Error::bad_input("ssh_keys", "a key contains a line break or control character"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,18 +248,18 @@ pub async fn bump_generation(conn: &mut AnyConnection, id: i64) -> StoreResult<(
 }
 
 /// Unsets a custom distro on every container using it, restarting each (Q15 fixed: the
-/// reference deleted those containers). Run before deleting the custom distro.
-pub async fn clear_custom_distro(conn: &mut AnyConnection, custom_distro_id: i64) -> StoreResult<u64> {
+/// reference deleted those containers). Run before deleting the custom distro. Returns
+/// `(id, customer_id, generation)` of each container touched.
+pub async fn clear_custom_distro(conn: &mut AnyConnection, custom_distro_id: i64) -> StoreResult<Vec<(i64, i64, i64)>> {
     let now = unix_now();
-    let done = sqlx::query(
+    Ok(sqlx::query_as(
         "UPDATE containers SET custom_distro_id = NULL, generation = generation + 1, last_reboot = $2, \
-         updated_at = $2 WHERE custom_distro_id = $1",
+         updated_at = $2 WHERE custom_distro_id = $1 RETURNING id, customer_id, generation",
     )
     .bind(custom_distro_id)
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(conn)
+    .await?)
 }
 
 /// Serialises capacity checks on one server: a no-op write takes the row lock on PostgreSQL
@@ -321,43 +321,6 @@ pub async fn legion_addresses_of(
     }
     for (cid, address) in query.fetch_all(conn).await? {
         out.entry(cid).or_default().push(address);
-    }
-    Ok(out)
-}
-
-/// The customer's domains with a `hits` row for one of the customer's containers on `day`
-/// (spec §4.4; Q11 fixed: both sides belong to the customer), per container, in domain id
-/// order.
-pub async fn domains_served_on(
-    conn: &mut AnyConnection,
-    customer_id: i64,
-    container_ids: &[i64],
-    day: berth_model::Day,
-) -> StoreResult<HashMap<i64, Vec<berth_model::Domain>>> {
-    let mut out: HashMap<i64, Vec<berth_model::Domain>> = HashMap::new();
-    if container_ids.is_empty() {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT m.container_id, d.id, d.customer_id, d.name, d.uuid, d.note, d.created_at \
-         FROM domain_metrics m JOIN domains d ON d.id = m.domain_id \
-         JOIN containers c ON c.id = m.container_id \
-         WHERE m.kind = $1 AND m.year = $2 AND m.month = $3 AND m.day = $4 \
-         AND d.customer_id = $5 AND c.customer_id = $5 AND m.container_id IN ({}) ORDER BY d.id",
-        crate::placeholders(6, container_ids.len())
-    );
-    #[allow(clippy::type_complexity)]
-    let mut query = sqlx::query_as::<_, (i64, i64, i64, String, String, Option<String>, i64)>(&sql)
-        .bind(berth_model::DomainMetric::Hits.as_str())
-        .bind(day.year)
-        .bind(day.month)
-        .bind(day.day)
-        .bind(customer_id);
-    for id in container_ids {
-        query = query.bind(*id);
-    }
-    for (cid, id, customer_id, name, uuid, note, created_at) in query.fetch_all(conn).await? {
-        out.entry(cid).or_default().push(berth_model::Domain { id, customer_id, name, uuid, note, created_at });
     }
     Ok(out)
 }

@@ -161,3 +161,31 @@ pub fn has_any_tag_sql(kind: Tagged, object: &str, customer: &str, first: usize,
         placeholders(first, count)
     )
 }
+
+/// Like [`names_of`], but only the customer's tags, so a batch keyed by object ids can never
+/// show another tenant's tag names.
+pub async fn owned_names_of(
+    conn: &mut AnyConnection,
+    kind: Tagged,
+    customer_id: i64,
+    object_ids: &[i64],
+) -> StoreResult<HashMap<i64, Vec<String>>> {
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    if object_ids.is_empty() {
+        return Ok(out);
+    }
+    let (table, column) = join_table(kind);
+    let sql = format!(
+        "SELECT j.{column}, t.name FROM {table} j JOIN tags t ON t.id = j.tag_id \
+         WHERE t.customer_id = $1 AND j.{column} IN ({}) ORDER BY t.id",
+        placeholders(2, object_ids.len())
+    );
+    let mut query = sqlx::query_as::<_, (i64, String)>(&sql).bind(customer_id);
+    for id in object_ids {
+        query = query.bind(*id);
+    }
+    for (object_id, name) in query.fetch_all(conn).await? {
+        out.entry(object_id).or_default().push(name);
+    }
+    Ok(out)
+}

@@ -50,8 +50,19 @@ pub struct ServeArgs {
     /// DNS server (IP:port) for the domain ownership check; default: the system resolvers.
     #[arg(long = "dns-server", env = "BERTH_DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,
+    /// Path prefix of the uwsgi.it-compatible REST API.
+    #[arg(long = "api-prefix", env = "BERTH_API_PREFIX", default_value = "/api", value_parser = parse_prefix)]
+    pub api_prefix: String,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+fn parse_prefix(value: &str) -> Result<String, String> {
+    let trimmed = value.trim_end_matches('/');
+    if !trimmed.starts_with('/') || trimmed.len() < 2 {
+        return Err("the prefix must start with '/' and name a path, e.g. /api".to_owned());
+    }
+    Ok(trimmed.to_owned())
 }
 
 impl DbArgs {

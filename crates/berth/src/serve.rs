@@ -20,8 +20,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         domain_ownership: Arc::new(berth_service::dns::TxtOverDns::new(args.dns_server)?),
         auth: Default::default(),
     };
-    let service = Service::new(store.clone(), config);
-    let app = app(service, metrics);
+    let url = args.db.database_url()?;
+    let bus = berth_store::events::bus_for(&store, &url).await.context("cannot start the event bus")?;
+    let service = Service::new(store.clone(), config).with_bus(bus);
+    let app = app(service, metrics, &args.api_prefix);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -36,7 +38,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app(service: Service, metrics: Metrics) -> Router {
+fn app(service: Service, metrics: Metrics, api_prefix: &str) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -46,7 +48,8 @@ fn app(service: Service, metrics: Metrics) -> Router {
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response() }
             }),
         )
-        .merge(berth_graphql::router(service))
+        .merge(berth_graphql::router(service.clone()))
+        .nest(api_prefix, berth_rest::router(service))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 

@@ -1,0 +1,85 @@
+mod common;
+
+use berth_model::Proto;
+use berth_store::portmaps::{self, NewPortmap};
+use berth_store::{accounts, containers, servers, Store, StoreError};
+
+/// A customer with one server (owned when `own_server`) and one container on it.
+struct Fixture {
+    customer: i64,
+    server: i64,
+    container: i64,
+}
+
+async fn fixture(store: &Store, username: &str, server_name: &str, own_server: bool) -> Fixture {
+    let mut tx = store.write().await.unwrap();
+    let new = accounts::NewCustomer { username, password_hash: "h", email: "", company: None, vat: None };
+    let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
+    let server = servers::insert(
+        &mut tx,
+        &servers::NewServer {
+            name: server_name,
+            address: "192.0.2.1",
+            memory: 10_000,
+            storage: 10_000,
+            owner_id: own_server.then_some(customer),
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let container = containers::insert(
+        &mut tx,
+        &containers::NewContainer { customer_id: customer, server_id: server, name: "app", memory: 100, storage: 100 },
+    )
+    .await
+    .unwrap()
+    .id;
+    tx.commit().await.unwrap();
+    Fixture { customer, server, container }
+}
+
+async fn uniqueness_per_server(store: Store) {
+    let a = fixture(&store, "alice", "s1", true).await;
+    let mut conn = store.read().await.unwrap();
+    let second = containers::insert(
+        &mut conn,
+        &containers::NewContainer { customer_id: a.customer, server_id: a.server, name: "two", memory: 1, storage: 1 },
+    )
+    .await
+    .unwrap()
+    .id;
+    let new = |container_id, proto, public_port, private_port| NewPortmap {
+        server_id: a.server,
+        container_id,
+        proto,
+        public_port,
+        private_port,
+    };
+    let first = portmaps::insert(&mut conn, &new(a.container, Proto::Tcp, 9000, 8000)).await.unwrap();
+    assert_eq!((first.proto, first.public_port, first.private_port), (Proto::Tcp, 9000, 8000));
+    // Q13 fixed: another container on the same server cannot take the same public port.
+    let clash = portmaps::insert(&mut conn, &new(second, Proto::Tcp, 9000, 8001)).await;
+    assert!(matches!(clash, Err(StoreError::Unique)), "{:?}", clash.err());
+    // The same container cannot map one private port twice per protocol.
+    let clash = portmaps::insert(&mut conn, &new(a.container, Proto::Tcp, 9001, 8000)).await;
+    assert!(matches!(clash, Err(StoreError::Unique)), "{:?}", clash.err());
+    // Other protocol: fine.
+    let udp = portmaps::insert(&mut conn, &new(second, Proto::Udp, 9000, 8000)).await.unwrap();
+    // The database refuses ports out of range even if a caller forgot to validate.
+    assert!(portmaps::insert(&mut conn, &new(second, Proto::Tcp, 80, 8000)).await.is_err());
+
+    let listed = portmaps::of_servers(&mut conn, &[a.server]).await.unwrap();
+    assert_eq!(listed, vec![first.clone(), udp.clone()]);
+    assert!(portmaps::of_servers(&mut conn, &[]).await.unwrap().is_empty());
+    assert_eq!(portmaps::on_servers(&mut conn, &[a.server], udp.id).await.unwrap(), Some(udp.clone()));
+    assert_eq!(portmaps::on_servers(&mut conn, &[a.server + 1], udp.id).await.unwrap(), None);
+
+    assert_eq!(portmaps::server_mtime(&mut conn, a.server).await.unwrap(), Some(0));
+    portmaps::touch_server(&mut conn, a.server).await.unwrap();
+    assert!(portmaps::server_mtime(&mut conn, a.server).await.unwrap().unwrap() > 0);
+    assert!(portmaps::delete(&mut conn, udp.id).await.unwrap());
+    assert!(!portmaps::delete(&mut conn, udp.id).await.unwrap());
+    assert_eq!(portmaps::of_servers(&mut conn, &[a.server]).await.unwrap(), vec![first]);
+}
+both_engines!(portmaps_are_unique_per_server, uniqueness_per_server);

@@ -1,0 +1,3 @@
+//! End-to-end tests (work in progress).
+
+mod common;
