@@ -35,18 +35,6 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-/// The body as JSON; an empty body reads as `null` (falsy).
-pub struct JsonBody(pub Value);
-
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
-    type Rejection = Reply;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Reply> {
-        let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        parse(&bytes).map(JsonBody)
-    }
-}
-
 pub fn parse(bytes: &[u8]) -> Result<Value, Reply> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);

@@ -8,11 +8,20 @@
 //! Each module owns its routes (`router()`); `router()` here merges them, accepts every route
 //! with and without a trailing slash, answers CORS pre-flights and adds the CORS header.
 
+mod alarms;
 mod auth;
 mod body;
+mod containers;
+mod distros;
+mod domains;
+mod loopboxes;
 mod errors;
 mod me;
+mod metrics;
 mod news;
+mod portmaps;
+mod tags;
+mod values;
 mod wire;
 
 use axum::extract::Request;
@@ -34,6 +43,14 @@ pub struct AppState {
 pub fn router(service: Service) -> Router {
     let protected = Router::new()
         .merge(me::router())
+        .merge(containers::router())
+        .merge(distros::router())
+        .merge(domains::router())
+        .merge(tags::router())
+        .merge(loopboxes::router())
+        .merge(alarms::router())
+        .merge(portmaps::router())
+        .merge(metrics::router())
         .layer(axum::middleware::from_fn(cors));
     Router::new()
         .merge(protected)

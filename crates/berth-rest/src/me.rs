@@ -50,7 +50,7 @@ fn account_change(value: &Value) -> Option<AccountChange> {
     let text = |key: &str| -> Option<Option<Option<String>>> {
         match object.get(key) {
             None => Some(None),
-            Some(v) => stored_text(v).map(Some),
+            Some(v) => crate::values::text_like(v).map(Some),
         }
     };
     Some(AccountChange {
@@ -63,19 +63,6 @@ fn account_change(value: &Value) -> Option<AccountChange> {
             Some(None) => return None,
         },
     })
-}
-
-/// What the reference stores for a JSON value in a text column (it stores `str(value)`):
-/// strings as they are, numbers and booleans as text, `null` as NULL. `None` for values no
-/// client sends on purpose (lists, objects).
-pub(crate) fn stored_text(value: &Value) -> Option<Option<String>> {
-    match value {
-        Value::Null => Some(None),
-        Value::String(s) => Some(Some(s.clone())),
-        Value::Number(n) => Some(Some(n.to_string())),
-        Value::Bool(b) => Some(Some(if *b { "True" } else { "False" }.to_owned())),
-        _ => None,
-    }
 }
 
 async fn describe(state: &AppState, caller: &Caller) -> berth_service::Result<Value> {

@@ -137,9 +137,6 @@ pub fn range_bad() -> Reply {
 pub fn bad_request() -> Reply {
     canned(StatusCode::BAD_REQUEST, "error", "Bad Request")
 }
-pub fn created() -> Reply {
-    canned(StatusCode::CREATED, "message", "Created")
-}
 pub fn ok_message() -> Reply {
     canned(StatusCode::OK, "message", "Ok")
 }
