@@ -161,6 +161,6 @@ mod tests {
     fn reason_phrases() {
         let r = forbidden();
         assert_eq!(r.extensions().get::<ReasonPhrase>().map(|p| p.as_bytes()), Some(&b"FORBIDDEN"[..]));
-        assert!(created().extensions().get::<ReasonPhrase>().is_none());
+        assert!(ok_message().extensions().get::<ReasonPhrase>().is_none());
     }
 }
