@@ -81,7 +81,11 @@ batch_loader!(
     ContainerDomainsLoader, Vec<berth_model::Domain>, domains_served_today
 );
 
-pub(crate) fn add_loaders(request: async_graphql::Request, service: &Service, caller: Caller) -> async_graphql::Request {
+pub(crate) fn add_loaders(
+    request: async_graphql::Request,
+    service: &Service,
+    caller: Caller,
+) -> async_graphql::Request {
     request
         .data(ServerLoader::data_loader(service, caller))
         .data(DistroLoader::data_loader(service, caller))
@@ -98,9 +102,7 @@ pub(crate) async fn load<L>(ctx: &Context<'_>, key: i64) -> async_graphql::Resul
 where
     L: async_graphql::dataloader::Loader<i64, Error = async_graphql::Error>,
 {
-    let loader = ctx
-        .data_opt::<DataLoader<L>>()
-        .ok_or_else(|| gql_error(berth_service::Error::Unauthenticated))?;
+    let loader = ctx.data_opt::<DataLoader<L>>().ok_or_else(|| gql_error(berth_service::Error::Unauthenticated))?;
     loader.load_one(key).await
 }
 
@@ -141,7 +143,10 @@ impl Container {
             None => Ok(None),
         }
     }
-    async fn custom_distro(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<crate::custom_distros::CustomDistro>> {
+    async fn custom_distro(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::custom_distros::CustomDistro>> {
         match self.0.custom_distro_id {
             Some(id) => Ok(load::<crate::custom_distros::CustomDistroLoader>(ctx, id).await?.map(Into::into)),
             None => Ok(None),
@@ -350,10 +355,8 @@ impl ContainerQuery {
     ) -> async_graphql::Result<Connection<IdCursor, Container>> {
         let caller = caller(ctx)?;
         let after = decode_after(after)?;
-        let page = service(ctx)
-            .containers_page(&caller, after, first, tags.as_deref().unwrap_or_default())
-            .await
-            .gql()?;
+        let page =
+            service(ctx).containers_page(&caller, after, first, tags.as_deref().unwrap_or_default()).await.gql()?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(page.items.into_iter().map(|c| Edge::new(IdCursor(c.id), Container(c))));
         Ok(connection)
@@ -372,7 +375,11 @@ pub struct ContainerMutation;
 #[Object]
 impl ContainerMutation {
     /// Creates a container on a server you own, if it has room.
-    async fn create_container(&self, ctx: &Context<'_>, input: CreateContainerInput) -> async_graphql::Result<Container> {
+    async fn create_container(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateContainerInput,
+    ) -> async_graphql::Result<Container> {
         let caller = caller(ctx)?;
         let new = NewContainer { server: input.server, name: input.name, memory: input.memory, storage: input.storage };
         Ok(Container(service(ctx).create_container(&caller, new).await.gql()?))

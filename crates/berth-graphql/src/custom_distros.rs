@@ -13,7 +13,11 @@ batch_loader!(
     CustomDistroLoader, berth_model::CustomDistro, custom_distros_by_ids
 );
 
-pub(crate) fn add_loaders(request: async_graphql::Request, service: &Service, caller: Caller) -> async_graphql::Request {
+pub(crate) fn add_loaders(
+    request: async_graphql::Request,
+    service: &Service,
+    caller: Caller,
+) -> async_graphql::Request {
     request.data(CustomDistroLoader::data_loader(service, caller))
 }
 
@@ -92,7 +96,11 @@ impl DistroQuery {
 
     /// Custom distros the container `uid` may use: stored in another of your containers on
     /// the same server.
-    async fn usable_custom_distros(&self, ctx: &Context<'_>, container: i64) -> async_graphql::Result<Vec<CustomDistro>> {
+    async fn usable_custom_distros(
+        &self,
+        ctx: &Context<'_>,
+        container: i64,
+    ) -> async_graphql::Result<Vec<CustomDistro>> {
         let caller = caller(ctx)?;
         let list = service(ctx).custom_distros_usable_by(&caller, container).await.gql()?;
         Ok(list.into_iter().map(CustomDistro::from).collect())
@@ -109,7 +117,11 @@ pub struct CustomDistroMutation;
 
 #[Object]
 impl CustomDistroMutation {
-    async fn create_custom_distro(&self, ctx: &Context<'_>, input: CreateCustomDistroInput) -> async_graphql::Result<CustomDistro> {
+    async fn create_custom_distro(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCustomDistroInput,
+    ) -> async_graphql::Result<CustomDistro> {
         let caller = caller(ctx)?;
         let new = NewCustomDistro { container: input.container, name: input.name, path: input.path, note: input.note };
         Ok(service(ctx).create_custom_distro(&caller, new).await.gql()?.into())

@@ -80,13 +80,29 @@ impl Loader<i64> for DomainContainersLoader {
     }
 }
 
-pub(crate) fn add_loaders(request: async_graphql::Request, service: &Service, caller: Caller) -> async_graphql::Request {
+pub(crate) fn add_loaders(
+    request: async_graphql::Request,
+    service: &Service,
+    caller: Caller,
+) -> async_graphql::Request {
     let spawn = |fut| {
         tokio::spawn(fut);
     };
     request
-        .data(DataLoader::new(DomainTagsLoader { service: service.clone(), caller }, spawn))
-        .data(DataLoader::new(DomainContainersLoader { service: service.clone(), caller }, spawn))
+        .data(DataLoader::new(
+            DomainTagsLoader {
+                service: service.clone(),
+                caller,
+            },
+            spawn,
+        ))
+        .data(DataLoader::new(
+            DomainContainersLoader {
+                service: service.clone(),
+                caller,
+            },
+            spawn,
+        ))
 }
 
 /// Changes to a domain; omitted fields stay as they are, `note: null` clears the note.
@@ -119,9 +135,14 @@ impl DomainQuery {
     ) -> async_graphql::Result<Connection<IdCursor, Domain>> {
         let caller = caller(ctx)?;
         let after = decode_after(after)?;
-        let page = service(ctx).domains(&caller, &tags.unwrap_or_default(), first, after).await.gql()?;
+        let page = service(ctx)
+            .domains(&caller, &tags.unwrap_or_default(), first, after)
+            .await
+            .gql()?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection.edges.extend(page.domains.into_iter().map(|d| Edge::new(IdCursor(d.id), Domain(d))));
+        connection
+            .edges
+            .extend(page.domains.into_iter().map(|d| Edge::new(IdCursor(d.id), Domain(d))));
         Ok(connection)
     }
 
@@ -143,7 +164,12 @@ impl DomainMutation {
         Ok(Domain(service(ctx).add_domain(&caller, &name).await.gql()?))
     }
 
-    async fn update_domain(&self, ctx: &Context<'_>, id: i64, input: UpdateDomainInput) -> async_graphql::Result<Domain> {
+    async fn update_domain(
+        &self,
+        ctx: &Context<'_>,
+        id: i64,
+        input: UpdateDomainInput,
+    ) -> async_graphql::Result<Domain> {
         let caller = caller(ctx)?;
         let note = match input.note {
             MaybeUndefined::Undefined => None,

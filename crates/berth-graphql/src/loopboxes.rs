@@ -15,7 +15,11 @@ batch_loader!(
     LoopboxTagsLoader, Vec<String>, tags_of_loopboxes
 );
 
-pub(crate) fn add_loaders(request: async_graphql::Request, service: &Service, caller: Caller) -> async_graphql::Request {
+pub(crate) fn add_loaders(
+    request: async_graphql::Request,
+    service: &Service,
+    caller: Caller,
+) -> async_graphql::Request {
     request.data(LoopboxTagsLoader::data_loader(service, caller))
 }
 
@@ -68,8 +72,8 @@ pub struct CreateLoopboxInput {
     pub filename: String,
     /// Relative directory in the container home.
     pub mountpoint: String,
-    #[graphql(default)]
-    pub ro: bool,
+    /// Mount read-only; omitted or null means read-write.
+    pub ro: Option<bool>,
 }
 
 #[derive(InputObject)]
@@ -121,12 +125,17 @@ impl LoopboxMutation {
             container: input.container,
             filename: input.filename,
             mountpoint: input.mountpoint,
-            ro: input.ro,
+            ro: input.ro.unwrap_or(false),
         };
         Ok(Loopbox::new(service(ctx).create_loopbox(&caller, new).await.gql()?))
     }
 
-    async fn update_loopbox(&self, ctx: &Context<'_>, id: i64, input: UpdateLoopboxInput) -> async_graphql::Result<Loopbox> {
+    async fn update_loopbox(
+        &self,
+        ctx: &Context<'_>,
+        id: i64,
+        input: UpdateLoopboxInput,
+    ) -> async_graphql::Result<Loopbox> {
         let caller = caller(ctx)?;
         Ok(Loopbox::new(service(ctx).set_loopbox_tags(&caller, id, &input.tags).await.gql()?))
     }

@@ -7,7 +7,11 @@ use berth_service::{Caller, Service};
 use crate::error::GqlResult;
 use crate::{caller, service};
 
-pub(crate) fn add_loaders(request: async_graphql::Request, _service: &Service, _caller: Caller) -> async_graphql::Request {
+pub(crate) fn add_loaders(
+    request: async_graphql::Request,
+    _service: &Service,
+    _caller: Caller,
+) -> async_graphql::Request {
     // Tag names of each object are loaded by that object's module (by object id).
     request
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_model::{Day, DomainMetric, Tagged};
 use berth_service::{auth::AuthConfig, Caller, Service, ServiceConfig};
-use berth_store::{accounts, containers, custom_distros, distros, domains, links, loopboxes, metrics, servers, tags, Store};
+use berth_store::{
+    accounts, containers, custom_distros, distros, domains, links, loopboxes, metrics, servers, tags, Store,
+};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::{filter, Layer};
 
@@ -25,7 +27,9 @@ impl<S: tracing::Subscriber> Layer<S> for Counter {
             struct V;
             impl tracing::field::Visit for V {
                 fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                    if f.name() == "summary" { eprintln!("SQL {v:?}"); }
+                    if f.name() == "summary" {
+                        eprintln!("SQL {v:?}");
+                    }
                 }
             }
             event.record(&mut V);
@@ -60,7 +64,13 @@ async fn seed(store: &Store, n: usize) -> Caller {
     let other = accounts::insert_customer(&mut tx, &new("other")).await.unwrap().id;
     let s = servers::insert(
         &mut tx,
-        &servers::NewServer { name: "s1", address: "192.0.2.1", memory: 1_000_000, storage: 1_000_000, owner_id: Some(me) },
+        &servers::NewServer {
+            name: "s1",
+            address: "192.0.2.1",
+            memory: 1_000_000,
+            storage: 1_000_000,
+            owner_id: Some(me),
+        },
     )
     .await
     .unwrap();
@@ -86,7 +96,13 @@ async fn seed(store: &Store, n: usize) -> Caller {
     for i in 1..n {
         let mut c = containers::insert(
             &mut tx,
-            &containers::NewContainer { customer_id: me, server_id: s.id, name: &format!("c{i}"), memory: 1, storage: 1 },
+            &containers::NewContainer {
+                customer_id: me,
+                server_id: s.id,
+                name: &format!("c{i}"),
+                memory: 1,
+                storage: 1,
+            },
         )
         .await
         .unwrap();
@@ -111,8 +127,9 @@ async fn seed(store: &Store, n: usize) -> Caller {
 #[test]
 fn nested_page_costs_constant_statements() {
     let count = Arc::new(AtomicUsize::new(0));
-    let subscriber = tracing_subscriber::registry()
-        .with(Counter(count.clone()).with_filter(filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG)));
+    let subscriber = tracing_subscriber::registry().with(
+        Counter(count.clone()).with_filter(filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG)),
+    );
     tracing::subscriber::set_global_default(subscriber).expect("first global subscriber");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -209,8 +209,7 @@ impl Service {
         let size = page_size(first)?;
         let after = after_id.filter(|id| *id > 0);
         let mut conn = self.store.read().await?;
-        let rows =
-            containers::page_of_customer(&mut conn, caller.customer_id, after, size as i64 + 1, tags).await?;
+        let rows = containers::page_of_customer(&mut conn, caller.customer_id, after, size as i64 + 1, tags).await?;
         Ok(into_page(rows, size))
     }
 
@@ -332,9 +331,11 @@ impl Service {
             Some(Some(id)) => {
                 // One answer for every failure, so another tenant's distros stay invisible.
                 let usable = match custom_distros::get(&mut tx, id).await? {
-                    Some(d) if d.container_id != old.id => containers::get(&mut tx, d.container_id)
-                        .await?
-                        .is_some_and(|store| store.customer_id == caller.customer_id && store.server_id == old.server_id),
+                    Some(d) if d.container_id != old.id => {
+                        containers::get(&mut tx, d.container_id).await?.is_some_and(|store| {
+                            store.customer_id == caller.customer_id && store.server_id == old.server_id
+                        })
+                    }
                     _ => false,
                 };
                 if !usable {
@@ -350,7 +351,9 @@ impl Service {
             new.storage = v;
         }
         if new.memory != old.memory || new.storage != old.storage {
-            let server = servers::get(&mut tx, old.server_id).await?.ok_or_else(|| Error::internal("container without server"))?;
+            let server = servers::get(&mut tx, old.server_id)
+                .await?
+                .ok_or_else(|| Error::internal("container without server"))?;
             if server.owner_id != Some(caller.customer_id) {
                 return Err(Error::forbidden("memory and storage can only be changed on servers you own"));
             }
@@ -440,7 +443,11 @@ impl Service {
     }
 
     /// Tag names of the caller's containers.
-    pub async fn tags_of_containers(&self, caller: &Caller, container_ids: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
+    pub async fn tags_of_containers(
+        &self,
+        caller: &Caller,
+        container_ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<String>>> {
         let mut conn = self.store.read().await?;
         Ok(tags::owned_names_of(&mut conn, Tagged::Container, caller.customer_id, container_ids).await?)
     }
@@ -453,7 +460,11 @@ impl Service {
     }
 
     /// Uids of the caller's own containers that link to each container.
-    pub async fn linked_from_containers(&self, caller: &Caller, container_ids: &[i64]) -> Result<HashMap<i64, Vec<i64>>> {
+    pub async fn linked_from_containers(
+        &self,
+        caller: &Caller,
+        container_ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<i64>>> {
         let mut conn = self.store.read().await?;
         let map = links::own_sources_of(&mut conn, caller.customer_id, container_ids).await?;
         Ok(map.into_iter().map(|(k, v)| (k, v.into_iter().map(berth_model::uid_of).collect())).collect())

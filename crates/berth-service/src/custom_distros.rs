@@ -29,7 +29,9 @@ pub struct CustomDistroChange {
 
 fn duplicate(e: berth_store::StoreError) -> Error {
     match e {
-        berth_store::StoreError::Unique => Error::conflict("this container already has a custom distro with this name or path"),
+        berth_store::StoreError::Unique => {
+            Error::conflict("this container already has a custom distro with this name or path")
+        }
         other => other.into(),
     }
 }
@@ -71,7 +73,12 @@ impl Service {
         Ok(created)
     }
 
-    pub async fn update_custom_distro(&self, caller: &Caller, id: i64, change: CustomDistroChange) -> Result<CustomDistro> {
+    pub async fn update_custom_distro(
+        &self,
+        caller: &Caller,
+        id: i64,
+        change: CustomDistroChange,
+    ) -> Result<CustomDistro> {
         if let Some(name) = &change.name {
             validate::name("name", name)?;
         }
@@ -115,6 +122,10 @@ impl Service {
     /// The caller's custom distros among these ids, in one statement.
     pub async fn custom_distros_by_ids(&self, caller: &Caller, ids: &[i64]) -> Result<HashMap<i64, CustomDistro>> {
         let mut conn = self.store.read().await?;
-        Ok(custom_distros::owned_many(&mut conn, caller.customer_id, ids).await?.into_iter().map(|d| (d.id, d)).collect())
+        Ok(custom_distros::owned_many(&mut conn, caller.customer_id, ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d))
+            .collect())
     }
 }

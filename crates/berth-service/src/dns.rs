@@ -38,7 +38,11 @@ impl TxtOverDns {
     pub fn new(server: Option<SocketAddr>) -> Result<TxtOverDns> {
         let base = match server {
             Some(addr) => Some((
-                ResolverConfig::from_parts(None, vec![], NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true)),
+                ResolverConfig::from_parts(
+                    None,
+                    vec![],
+                    NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true),
+                ),
                 ResolverOpts::default(),
             )),
             None => match hickory_resolver::system_conf::read_system_conf() {
@@ -50,7 +54,10 @@ impl TxtOverDns {
                 }
             },
         };
-        Ok(TxtOverDns { base: base.map(|(config, opts)| (config, tuned(opts))), ns_port: 53 })
+        Ok(TxtOverDns {
+            base: base.map(|(config, opts)| (config, tuned(opts))),
+            ns_port: 53,
+        })
     }
 
     /// Asks a zone's NS hosts on `port` instead of 53 (tests run them on a free port).
@@ -62,7 +69,9 @@ impl TxtOverDns {
     /// A fresh resolver per check: no cache, so a record added after a failed attempt is
     /// seen on the next one.
     fn resolver(config: ResolverConfig, opts: ResolverOpts) -> TokioResolver {
-        TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).with_options(opts).build()
+        TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+            .with_options(opts)
+            .build()
     }
 
     /// Addresses of the name's NS hosts (first A record of each, at most [`MAX_NS`]); NS
@@ -104,7 +113,10 @@ fn candidates(name: &Name) -> Vec<Name> {
 #[async_trait]
 impl DomainOwnership for TxtOverDns {
     async fn txt_contains(&self, name: &str, needle: &str) -> Result<bool> {
-        let (config, opts) = self.base.clone().ok_or_else(|| Error::internal("no DNS resolver configured"))?;
+        let (config, opts) = self
+            .base
+            .clone()
+            .ok_or_else(|| Error::internal("no DNS resolver configured"))?;
         // A name DNS cannot even express cannot carry the record.
         let Ok(mut fqdn) = Name::from_utf8(name) else {
             return Ok(false);
@@ -156,15 +168,23 @@ pub(crate) mod testing {
     /// Starts dnsmasq serving only `records` (extra `--txt-record=…` style flags);
     /// `None` (test skipped) when dnsmasq is missing, unless `BERTH_REQUIRE_ALL=1`.
     pub fn dnsmasq(records: &[String]) -> Option<Dnsmasq> {
-        let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
         let Some(binary) = binary else {
-            assert!(std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"), "BERTH_REQUIRE_ALL=1 but dnsmasq is missing");
+            assert!(
+                std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"),
+                "BERTH_REQUIRE_ALL=1 but dnsmasq is missing"
+            );
             eprintln!("skipping DNS test: dnsmasq not installed (package dnsmasq-base)");
             return None;
         };
         for _ in 0..5 {
             // Pick a free UDP port; retry if dnsmasq loses the race for it.
-            let port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port();
+            let port = UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("free port")
+                .port();
             let mut child = Command::new(binary)
                 .args([
                     "--keep-in-foreground",
@@ -222,7 +242,10 @@ mod tests {
     #[test]
     fn candidates_stop_before_the_tld() {
         let name = Name::from_utf8("a.b.example.org").unwrap();
-        let got: Vec<String> = candidates(&name).iter().map(|n| n.to_string().trim_end_matches('.').to_owned()).collect();
+        let got: Vec<String> = candidates(&name)
+            .iter()
+            .map(|n| n.to_string().trim_end_matches('.').to_owned())
+            .collect();
         assert_eq!(got, ["a.b.example.org", "b.example.org", "example.org"]);
         assert!(candidates(&Name::from_utf8("org").unwrap()).is_empty());
     }
@@ -257,7 +280,9 @@ mod tests {
         ]) else {
             return;
         };
-        let check = TxtOverDns::new(Some(resolver.addr)).unwrap().with_ns_port(zone.addr.port());
+        let check = TxtOverDns::new(Some(resolver.addr))
+            .unwrap()
+            .with_ns_port(zone.addr.port());
         // Only the zone's server holds the right record, so this proves the direct query.
         assert!(check.txt_contains("sub.zone.test", NEEDLE).await.unwrap());
     }

@@ -37,18 +37,29 @@ pub(crate) fn page_size(first: Option<i64>) -> Result<i64> {
 
 impl Service {
     /// The customer's domains in id order after `after`, carrying any of `tags` when given.
-    pub async fn domains(&self, caller: &Caller, tags: &[String], first: Option<i64>, after: Option<i64>) -> Result<DomainPage> {
+    pub async fn domains(
+        &self,
+        caller: &Caller,
+        tags: &[String],
+        first: Option<i64>,
+        after: Option<i64>,
+    ) -> Result<DomainPage> {
         let limit = page_size(first)?;
         let mut conn = self.store.read().await?;
         let mut rows = domains::page(&mut conn, caller.customer_id, tags, after, limit + 1).await?;
         let has_next = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        Ok(DomainPage { domains: rows, has_next })
+        Ok(DomainPage {
+            domains: rows,
+            has_next,
+        })
     }
 
     pub async fn domain(&self, caller: &Caller, id: i64) -> Result<Domain> {
         let mut conn = self.store.read().await?;
-        domains::owned(&mut conn, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))
+        domains::owned(&mut conn, caller.customer_id, id)
+            .await?
+            .ok_or(Error::NotFound("domain"))
     }
 
     /// Adds a domain after proving DNS ownership: a TXT record `uwsgi:<customer uuid>` on
@@ -67,7 +78,9 @@ impl Service {
         };
         let needle = format!("uwsgi:{uuid}");
         if !self.domain_ownership.txt_contains(name, &needle).await? {
-            return Err(Error::forbidden(format!("no DNS TXT record {needle:?} found on {name} or its parent names")));
+            return Err(Error::forbidden(format!(
+                "no DNS TXT record {needle:?} found on {name} or its parent names"
+            )));
         }
         let mut tx = self.store.write().await?;
         // A concurrent add of the same name fails on the unique index: a conflict.
@@ -81,7 +94,9 @@ impl Service {
             validate::note(note.as_deref())?;
         }
         let mut tx = self.store.write().await?;
-        domains::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))?;
+        domains::owned(&mut tx, caller.customer_id, id)
+            .await?
+            .ok_or(Error::NotFound("domain"))?;
         if let Some(note) = &change.note {
             domains::set_note(&mut tx, id, note.as_deref()).await?;
         }
@@ -90,7 +105,9 @@ impl Service {
             tags::set(&mut tx, Tagged::Domain, id, &ids).await?;
             domains::touch(&mut tx, id).await?;
         }
-        let updated = domains::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))?;
+        let updated = domains::owned(&mut tx, caller.customer_id, id)
+            .await?
+            .ok_or(Error::NotFound("domain"))?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -98,7 +115,9 @@ impl Service {
     /// Deletes one of the customer's domains with its tags and metric rows.
     pub async fn delete_domain(&self, caller: &Caller, id: i64) -> Result<Domain> {
         let mut tx = self.store.write().await?;
-        let domain = domains::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))?;
+        let domain = domains::owned(&mut tx, caller.customer_id, id)
+            .await?
+            .ok_or(Error::NotFound("domain"))?;
         domains::delete(&mut tx, domain.id).await?;
         tx.commit().await?;
         Ok(domain)
@@ -106,8 +125,9 @@ impl Service {
 
     pub async fn delete_domain_by_name(&self, caller: &Caller, name: &str) -> Result<Domain> {
         let mut tx = self.store.write().await?;
-        let domain =
-            domains::owned_by_name(&mut tx, caller.customer_id, name).await?.ok_or(Error::NotFound("domain"))?;
+        let domain = domains::owned_by_name(&mut tx, caller.customer_id, name)
+            .await?
+            .ok_or(Error::NotFound("domain"))?;
         domains::delete(&mut tx, domain.id).await?;
         tx.commit().await?;
         Ok(domain)
@@ -122,7 +142,11 @@ impl Service {
     /// For each of `container_ids`, the caller's domains it served today (UTC), i.e. with a
     /// `hits` row for today; containers and domains of other customers never appear (Q11
     /// fixed). One SQL statement for the whole batch.
-    pub async fn domains_served_today(&self, caller: &Caller, container_ids: &[i64]) -> Result<HashMap<i64, Vec<Domain>>> {
+    pub async fn domains_served_today(
+        &self,
+        caller: &Caller,
+        container_ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<Domain>>> {
         let mut conn = self.store.read().await?;
         Ok(domains::served_by_containers(&mut conn, caller.customer_id, container_ids, today_utc()).await?)
     }
@@ -153,7 +177,11 @@ impl Service {
     /// The containers serving one of the caller's domains today (spec §4.12).
     pub async fn domain_containers(&self, caller: &Caller, domain_id: i64) -> Result<Vec<Container>> {
         self.domain(caller, domain_id).await?;
-        Ok(self.containers_serving_today(caller, &[domain_id]).await?.remove(&domain_id).unwrap_or_default())
+        Ok(self
+            .containers_serving_today(caller, &[domain_id])
+            .await?
+            .remove(&domain_id)
+            .unwrap_or_default())
     }
 
     /// The caller's domains served today by one of the caller's containers (spec §4.4).
@@ -161,8 +189,14 @@ impl Service {
         let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
         {
             let mut conn = self.store.read().await?;
-            containers::owned(&mut conn, caller.customer_id, id).await?.ok_or(Error::NotFound("container"))?;
+            containers::owned(&mut conn, caller.customer_id, id)
+                .await?
+                .ok_or(Error::NotFound("container"))?;
         }
-        Ok(self.domains_served_today(caller, &[id]).await?.remove(&id).unwrap_or_default())
+        Ok(self
+            .domains_served_today(caller, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default())
     }
 }

@@ -60,14 +60,14 @@ impl Service {
         validate::loopbox_mountpoint(&new.mountpoint)?;
         let mut tx = self.store.write().await?;
         let container = owned_container(&mut tx, caller, new.container).await?;
-        let created = loopboxes::insert(&mut tx, container.id, &new.filename, &new.mountpoint, new.ro)
-            .await
-            .map_err(|e| match e {
+        let created = loopboxes::insert(&mut tx, container.id, &new.filename, &new.mountpoint, new.ro).await.map_err(
+            |e| match e {
                 berth_store::StoreError::Unique => {
                     Error::conflict("this container already has a loopbox with this filename or mountpoint")
                 }
                 other => other.into(),
-            })?;
+            },
+        )?;
         tx.commit().await?;
         Ok(created)
     }
@@ -100,4 +100,3 @@ impl Service {
         Ok(tags::owned_names_of(&mut conn, Tagged::Loopbox, caller.customer_id, ids).await?)
     }
 }
-

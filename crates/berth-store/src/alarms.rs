@@ -114,7 +114,10 @@ pub async fn owned(conn: &mut AnyConnection, customer_id: i64, id: i64) -> Store
 }
 
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM alarms WHERE id = $1").bind(id).execute(conn).await?;
+    let done = sqlx::query("DELETE FROM alarms WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -201,7 +204,10 @@ pub async fn list(conn: &mut AnyConnection, q: &AlarmQuery, window: Window) -> S
     match window {
         Window::NewestFirst { offset, limit } => {
             let n = next(&args);
-            sql.push_str(&format!(" ORDER BY a.unix DESC, a.id DESC LIMIT ${n} OFFSET ${}", n + 1));
+            sql.push_str(&format!(
+                " ORDER BY a.unix DESC, a.id DESC LIMIT ${n} OFFSET ${}",
+                n + 1
+            ));
             args.push(Arg::Int(limit));
             args.push(Arg::Int(offset));
         }
@@ -244,7 +250,10 @@ pub async fn set_alarm_key(conn: &mut AnyConnection, container_id: i64, key: &st
 }
 
 /// A container's owner, alarm key and whether the owner is active, for key authentication.
-pub async fn alarm_key_of(conn: &mut AnyConnection, container_id: i64) -> StoreResult<Option<(i64, Option<String>, bool)>> {
+pub async fn alarm_key_of(
+    conn: &mut AnyConnection,
+    container_id: i64,
+) -> StoreResult<Option<(i64, Option<String>, bool)>> {
     let row: Option<(i64, Option<String>, i64)> = sqlx::query_as(
         "SELECT c.customer_id, c.alarm_key, u.active FROM containers c JOIN customers u ON u.id = c.customer_id \
          WHERE c.id = $1",

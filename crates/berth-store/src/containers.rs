@@ -237,13 +237,11 @@ pub async fn save(conn: &mut AnyConnection, c: &Container) -> StoreResult<()> {
 /// Requests a restart: one generation step and a fresh reboot time.
 pub async fn bump_generation(conn: &mut AnyConnection, id: i64) -> StoreResult<()> {
     let now = unix_now();
-    sqlx::query(
-        "UPDATE containers SET generation = generation + 1, last_reboot = $2, updated_at = $2 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE containers SET generation = generation + 1, last_reboot = $2, updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -286,7 +284,8 @@ pub async fn servers_of(
         crate::placeholders(2, container_ids.len())
     );
     #[allow(clippy::type_complexity)]
-    let mut query = sqlx::query_as::<_, (i64, i64, String, String, i64, i64, String, Option<i64>)>(&sql).bind(customer_id);
+    let mut query =
+        sqlx::query_as::<_, (i64, i64, String, String, i64, i64, String, Option<i64>)>(&sql).bind(customer_id);
     for id in container_ids {
         query = query.bind(*id);
     }

@@ -47,10 +47,11 @@ pub async fn insert(
 
 /// Any custom distro by id (the service checks who may use it).
 pub async fn get(conn: &mut AnyConnection, id: i64) -> StoreResult<Option<CustomDistro>> {
-    let row: Option<CustomDistroRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM custom_distros d WHERE d.id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<CustomDistroRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM custom_distros d WHERE d.id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.map(Into::into))
 }
 

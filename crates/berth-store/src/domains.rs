@@ -19,7 +19,14 @@ struct DomainRow {
 
 impl From<DomainRow> for Domain {
     fn from(r: DomainRow) -> Self {
-        Domain { id: r.id, customer_id: r.customer_id, name: r.name, uuid: r.uuid, note: r.note, created_at: r.created_at }
+        Domain {
+            id: r.id,
+            customer_id: r.customer_id,
+            name: r.name,
+            uuid: r.uuid,
+            note: r.note,
+            created_at: r.created_at,
+        }
     }
 }
 
@@ -42,23 +49,25 @@ pub async fn insert(conn: &mut AnyConnection, customer_id: i64, name: &str) -> S
 
 /// The domain `id` if, and only if, it belongs to `customer_id`.
 pub async fn owned(conn: &mut AnyConnection, customer_id: i64, id: i64) -> StoreResult<Option<Domain>> {
-    let row: Option<DomainRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM domains WHERE id = $1 AND customer_id = $2"))
-            .bind(id)
-            .bind(customer_id)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<DomainRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM domains WHERE id = $1 AND customer_id = $2"
+    ))
+    .bind(id)
+    .bind(customer_id)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.map(Into::into))
 }
 
 /// The customer's domain with exactly this name (case-sensitive, as the reference).
 pub async fn owned_by_name(conn: &mut AnyConnection, customer_id: i64, name: &str) -> StoreResult<Option<Domain>> {
-    let row: Option<DomainRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM domains WHERE name = $1 AND customer_id = $2"))
-            .bind(name)
-            .bind(customer_id)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<DomainRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM domains WHERE name = $1 AND customer_id = $2"
+    ))
+    .bind(name)
+    .bind(customer_id)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.map(Into::into))
 }
 
@@ -86,7 +95,10 @@ pub async fn page(
         sql.push_str(&tags::has_any_tag_sql(Tagged::Domain, "d.id", "$1", 4, tags.len()));
     }
     sql.push_str(" ORDER BY d.id LIMIT $3");
-    let mut query = sqlx::query_as::<_, DomainRow>(&sql).bind(customer_id).bind(after.unwrap_or(0)).bind(limit);
+    let mut query = sqlx::query_as::<_, DomainRow>(&sql)
+        .bind(customer_id)
+        .bind(after.unwrap_or(0))
+        .bind(limit);
     for tag in tags {
         query = query.bind(tag.as_str());
     }
@@ -105,18 +117,29 @@ pub async fn set_note(conn: &mut AnyConnection, id: i64, note: Option<&str>) -> 
 
 /// Moves `updated_at` (the private domain list's mtime) without another change.
 pub async fn touch(conn: &mut AnyConnection, id: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE domains SET updated_at = $2 WHERE id = $1").bind(id).bind(unix_now()).execute(conn).await?;
+    sqlx::query("UPDATE domains SET updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(unix_now())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Deletes a domain; its tags and metric rows go with it (ON DELETE CASCADE).
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM domains WHERE id = $1").bind(id).execute(conn).await?;
+    let done = sqlx::query("DELETE FROM domains WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Tag names of the customer's domains among `ids`, in one statement.
-pub async fn tag_names(conn: &mut AnyConnection, customer_id: i64, ids: &[i64]) -> StoreResult<HashMap<i64, Vec<String>>> {
+pub async fn tag_names(
+    conn: &mut AnyConnection,
+    customer_id: i64,
+    ids: &[i64],
+) -> StoreResult<HashMap<i64, Vec<String>>> {
     let mut out: HashMap<i64, Vec<String>> = HashMap::new();
     if ids.is_empty() {
         return Ok(out);

@@ -27,11 +27,12 @@ pub async fn delete(conn: &mut AnyConnection, container_id: i64, to_id: i64) -> 
 }
 
 pub async fn exists(conn: &mut AnyConnection, container_id: i64, to_id: i64) -> StoreResult<bool> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT to_id FROM container_links WHERE container_id = $1 AND to_id = $2")
-        .bind(container_id)
-        .bind(to_id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT to_id FROM container_links WHERE container_id = $1 AND to_id = $2")
+            .bind(container_id)
+            .bind(to_id)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.is_some())
 }
 

@@ -19,7 +19,8 @@ struct PortmapRow {
 impl TryFrom<PortmapRow> for Portmap {
     type Error = StoreError;
     fn try_from(r: PortmapRow) -> Result<Self, StoreError> {
-        let proto = Proto::parse(&r.proto).ok_or_else(|| StoreError::Corrupt(format!("portmap proto {:?}", r.proto)))?;
+        let proto =
+            Proto::parse(&r.proto).ok_or_else(|| StoreError::Corrupt(format!("portmap proto {:?}", r.proto)))?;
         Ok(Portmap {
             id: r.id,
             server_id: r.server_id,
@@ -73,7 +74,12 @@ pub async fn of_servers(conn: &mut AnyConnection, server_ids: &[i64]) -> StoreRe
     for id in server_ids {
         query = query.bind(*id);
     }
-    query.fetch_all(conn).await?.into_iter().map(TryInto::try_into).collect()
+    query
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
 }
 
 /// Mapping `id` if it is on one of `server_ids`.
@@ -93,7 +99,10 @@ pub async fn on_servers(conn: &mut AnyConnection, server_ids: &[i64], id: i64) -
 }
 
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM portmaps WHERE id = $1").bind(id).execute(conn).await?;
+    let done = sqlx::query("DELETE FROM portmaps WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 

@@ -1,7 +1,9 @@
 mod common;
 
 use berth_model::Tagged;
-use berth_store::{accounts, containers, custom_distros, distros, links, servers, tags, AnyConnection, Store, StoreError};
+use berth_store::{
+    accounts, containers, custom_distros, distros, links, servers, tags, AnyConnection, Store, StoreError,
+};
 
 async fn customer(conn: &mut AnyConnection, name: &str) -> i64 {
     let new = accounts::NewCustomer { username: name, password_hash: "h", email: "", company: None, vat: None };
@@ -9,9 +11,12 @@ async fn customer(conn: &mut AnyConnection, name: &str) -> i64 {
 }
 
 async fn server(conn: &mut AnyConnection, name: &str, owner: Option<i64>) -> berth_model::Server {
-    servers::insert(conn, &servers::NewServer { name, address: "10.9.9.9", memory: 1000, storage: 1000, owner_id: owner })
-        .await
-        .unwrap()
+    servers::insert(
+        conn,
+        &servers::NewServer { name, address: "10.9.9.9", memory: 1000, storage: 1000, owner_id: owner },
+    )
+    .await
+    .unwrap()
 }
 
 async fn container(conn: &mut AnyConnection, customer_id: i64, server_id: i64, name: &str) -> berth_model::Container {
@@ -115,7 +120,10 @@ async fn links_and_custom_distros(store: Store) {
 
     let cd = custom_distros::insert(&mut conn, a1.id, "mine", "mine.img", Some("n")).await.unwrap();
     assert!(matches!(custom_distros::insert(&mut conn, a1.id, "mine", "other", None).await, Err(StoreError::Unique)));
-    assert!(matches!(custom_distros::insert(&mut conn, a1.id, "other", "mine.img", None).await, Err(StoreError::Unique)));
+    assert!(matches!(
+        custom_distros::insert(&mut conn, a1.id, "other", "mine.img", None).await,
+        Err(StoreError::Unique)
+    ));
     assert_eq!(custom_distros::owned(&mut conn, a, cd.id).await.unwrap(), Some(cd.clone()));
     assert_eq!(custom_distros::owned(&mut conn, b, cd.id).await.unwrap(), None);
     assert_eq!(custom_distros::usable_by(&mut conn, a, s.id, a2.id).await.unwrap(), vec![cd.clone()]);

@@ -5,6 +5,7 @@ use berth_store::portmaps::{self, NewPortmap};
 use berth_store::{accounts, containers, servers, Store, StoreError};
 
 /// A customer with one server (owned when `own_server`) and one container on it.
+#[allow(dead_code)] // not every test file reads every id
 struct Fixture {
     customer: i64,
     server: i64,
@@ -13,7 +14,13 @@ struct Fixture {
 
 async fn fixture(store: &Store, username: &str, server_name: &str, own_server: bool) -> Fixture {
     let mut tx = store.write().await.unwrap();
-    let new = accounts::NewCustomer { username, password_hash: "h", email: "", company: None, vat: None };
+    let new = accounts::NewCustomer {
+        username,
+        password_hash: "h",
+        email: "",
+        company: None,
+        vat: None,
+    };
     let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
     let server = servers::insert(
         &mut tx,
@@ -30,13 +37,23 @@ async fn fixture(store: &Store, username: &str, server_name: &str, own_server: b
     .id;
     let container = containers::insert(
         &mut tx,
-        &containers::NewContainer { customer_id: customer, server_id: server, name: "app", memory: 100, storage: 100 },
+        &containers::NewContainer {
+            customer_id: customer,
+            server_id: server,
+            name: "app",
+            memory: 100,
+            storage: 100,
+        },
     )
     .await
     .unwrap()
     .id;
     tx.commit().await.unwrap();
-    Fixture { customer, server, container }
+    Fixture {
+        customer,
+        server,
+        container,
+    }
 }
 
 async fn uniqueness_per_server(store: Store) {
@@ -44,7 +61,13 @@ async fn uniqueness_per_server(store: Store) {
     let mut conn = store.read().await.unwrap();
     let second = containers::insert(
         &mut conn,
-        &containers::NewContainer { customer_id: a.customer, server_id: a.server, name: "two", memory: 1, storage: 1 },
+        &containers::NewContainer {
+            customer_id: a.customer,
+            server_id: a.server,
+            name: "two",
+            memory: 1,
+            storage: 1,
+        },
     )
     .await
     .unwrap()
@@ -56,8 +79,13 @@ async fn uniqueness_per_server(store: Store) {
         public_port,
         private_port,
     };
-    let first = portmaps::insert(&mut conn, &new(a.container, Proto::Tcp, 9000, 8000)).await.unwrap();
-    assert_eq!((first.proto, first.public_port, first.private_port), (Proto::Tcp, 9000, 8000));
+    let first = portmaps::insert(&mut conn, &new(a.container, Proto::Tcp, 9000, 8000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.proto, first.public_port, first.private_port),
+        (Proto::Tcp, 9000, 8000)
+    );
     // Q13 fixed: another container on the same server cannot take the same public port.
     let clash = portmaps::insert(&mut conn, &new(second, Proto::Tcp, 9000, 8001)).await;
     assert!(matches!(clash, Err(StoreError::Unique)), "{:?}", clash.err());
@@ -65,15 +93,25 @@ async fn uniqueness_per_server(store: Store) {
     let clash = portmaps::insert(&mut conn, &new(a.container, Proto::Tcp, 9001, 8000)).await;
     assert!(matches!(clash, Err(StoreError::Unique)), "{:?}", clash.err());
     // Other protocol: fine.
-    let udp = portmaps::insert(&mut conn, &new(second, Proto::Udp, 9000, 8000)).await.unwrap();
+    let udp = portmaps::insert(&mut conn, &new(second, Proto::Udp, 9000, 8000))
+        .await
+        .unwrap();
     // The database refuses ports out of range even if a caller forgot to validate.
-    assert!(portmaps::insert(&mut conn, &new(second, Proto::Tcp, 80, 8000)).await.is_err());
+    assert!(portmaps::insert(&mut conn, &new(second, Proto::Tcp, 80, 8000))
+        .await
+        .is_err());
 
     let listed = portmaps::of_servers(&mut conn, &[a.server]).await.unwrap();
     assert_eq!(listed, vec![first.clone(), udp.clone()]);
     assert!(portmaps::of_servers(&mut conn, &[]).await.unwrap().is_empty());
-    assert_eq!(portmaps::on_servers(&mut conn, &[a.server], udp.id).await.unwrap(), Some(udp.clone()));
-    assert_eq!(portmaps::on_servers(&mut conn, &[a.server + 1], udp.id).await.unwrap(), None);
+    assert_eq!(
+        portmaps::on_servers(&mut conn, &[a.server], udp.id).await.unwrap(),
+        Some(udp.clone())
+    );
+    assert_eq!(
+        portmaps::on_servers(&mut conn, &[a.server + 1], udp.id).await.unwrap(),
+        None
+    );
 
     assert_eq!(portmaps::server_mtime(&mut conn, a.server).await.unwrap(), Some(0));
     portmaps::touch_server(&mut conn, a.server).await.unwrap();

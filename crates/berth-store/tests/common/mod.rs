@@ -18,7 +18,11 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("berth.db").display());
         let store = Store::open(&url).await.expect("open sqlite store");
-        TestDb { store, _dir: Some(dir), drop_pg: None }
+        TestDb {
+            store,
+            _dir: Some(dir),
+            drop_pg: None,
+        }
     }
 
     /// `None` when no PostgreSQL is configured and it is not required.
@@ -46,7 +50,11 @@ impl TestDb {
             None => panic!("BERTH_TEST_POSTGRES_URL must end in /<database>"),
         };
         let store = Store::open(&url).await.expect("open postgres store");
-        Some(TestDb { store, _dir: None, drop_pg: Some((admin_url, name)) })
+        Some(TestDb {
+            store,
+            _dir: None,
+            drop_pg: Some((admin_url, name)),
+        })
     }
 
     /// Closes the store and removes a PostgreSQL test database.
