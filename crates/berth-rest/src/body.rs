@@ -53,3 +53,21 @@ pub fn is_falsy(value: &Value) -> bool {
         Value::Object(o) => o.is_empty(),
     }
 }
+
+/// The body as a JSON object; anything else (`null` included) is 400.
+pub fn object(raw: &[u8]) -> Result<serde_json::Map<String, Value>, Reply> {
+    match parse(raw)? {
+        Value::Object(o) => Ok(o),
+        _ => Err(wire::bad_request()),
+    }
+}
+
+/// Like [`object`], but an empty or `null` body is an empty object (routes where `{}` is a
+/// harmless no-op).
+pub fn object_or_empty(raw: &[u8]) -> Result<serde_json::Map<String, Value>, Reply> {
+    match parse(raw)? {
+        Value::Object(o) => Ok(o),
+        Value::Null => Ok(serde_json::Map::new()),
+        _ => Err(wire::bad_request()),
+    }
+}

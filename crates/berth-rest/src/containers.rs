@@ -52,27 +52,17 @@ async fn list_or_create(
     }
 }
 
-/// Every container of the caller (the REST list is not paginated), page by page.
 async fn all_containers(service: &Service, caller: &Caller, tags: &[String]) -> berth_service::Result<Vec<Container>> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = service.containers_page(caller, after, Some(100), tags).await?;
-        after = page.items.last().map(|c| c.id);
-        all.extend(page.items);
-        if !page.has_next {
-            return Ok(all);
-        }
-    }
+    let fetch = |after| async move {
+        service.containers_page(caller, after, crate::pages::WALK, tags).await.map(|p| (p.items, p.has_next))
+    };
+    crate::pages::all(fetch, |c: &Container| c.id).await
 }
 
 async fn create(service: &Service, caller: &Caller, raw: &[u8]) -> Reply {
-    let value = match body::parse(raw) {
-        Ok(v) => v,
+    let object = match body::object(raw) {
+        Ok(o) => o,
         Err(r) => return r,
-    };
-    let Some(object) = value.as_object() else {
-        return wire::bad_request();
     };
     let (Some(server), Some(name), Some(memory), Some(storage)) =
         (object.get("server"), object.get("name"), object.get("memory"), object.get("storage"))

@@ -59,12 +59,9 @@ async fn usable_or_create(
             Err(e) => reply(e, FORBIDDEN_STYLE),
         };
     }
-    let value = match body::parse(&raw) {
-        Ok(v) => v,
+    let o = match body::object(&raw) {
+        Ok(o) => o,
         Err(r) => return r,
-    };
-    let Some(o) = value.as_object() else {
-        return wire::bad_request();
     };
     let text = |k: &str| o.get(k).and_then(text_like).flatten();
     let new = NewCustomDistro {
@@ -111,12 +108,9 @@ async fn custom_distro(
         }
         // Q16 fixed: update with the creation rules.
         Method::POST => {
-            let value = match body::parse(&raw) {
-                Ok(v) => v,
+            let o = match body::object(&raw) {
+                Ok(o) => o,
                 Err(r) => return r,
-            };
-            let Some(o) = value.as_object() else {
-                return wire::bad_request();
             };
             let change = CustomDistroChange {
                 name: o.get("name").and_then(text_like).flatten(),

@@ -25,16 +25,10 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn all_domains(service: &Service, caller: &Caller, tags: &[String]) -> berth_service::Result<Vec<Domain>> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = service.domains(caller, tags, Some(100), after).await?;
-        after = page.domains.last().map(|d| d.id);
-        all.extend(page.domains);
-        if !page.has_next {
-            return Ok(all);
-        }
-    }
+    let fetch = |after| async move {
+        service.domains(caller, tags, crate::pages::WALK, after).await.map(|p| (p.domains, p.has_next))
+    };
+    crate::pages::all(fetch, |d: &Domain| d.id).await
 }
 
 fn name_in(raw: &[u8]) -> Result<String, Reply> {
@@ -119,15 +113,9 @@ async fn one(
     let result = match method {
         Method::GET => Ok(domain),
         Method::POST => {
-            let value = match body::parse(&raw) {
-                Ok(v) => v,
+            let o = match body::object_or_empty(&raw) {
+                Ok(o) => o,
                 Err(r) => return r,
-            };
-            let empty = serde_json::Map::new();
-            let o = match &value {
-                Value::Object(o) => o,
-                Value::Null => &empty,
-                _ => return wire::bad_request(),
             };
             let note = match o.get("note").map(text_like) {
                 None => None,

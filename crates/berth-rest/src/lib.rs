@@ -19,6 +19,7 @@ mod errors;
 mod me;
 mod metrics;
 mod news;
+mod pages;
 mod portmaps;
 mod tags;
 mod values;

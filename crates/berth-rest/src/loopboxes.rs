@@ -45,16 +45,10 @@ async fn describe(service: &Service, caller: &Caller, list: &[Loopbox]) -> berth
 }
 
 async fn all_loopboxes(service: &Service, caller: &Caller, container: Option<i64>, tags: &[String]) -> berth_service::Result<Vec<Loopbox>> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = service.loopboxes_page(caller, container, tags, after, Some(100)).await?;
-        after = page.items.last().map(|b| b.id);
-        all.extend(page.items);
-        if !page.has_next {
-            return Ok(all);
-        }
-    }
+    let fetch = |after| async move {
+        service.loopboxes_page(caller, container, tags, after, crate::pages::WALK).await.map(|p| (p.items, p.has_next))
+    };
+    crate::pages::all(fetch, |b: &Loopbox| b.id).await
 }
 
 async fn collection(
@@ -91,12 +85,9 @@ async fn collection(
 }
 
 async fn create(service: &Service, caller: &Caller, raw: &[u8]) -> Reply {
-    let value = match body::parse(raw) {
-        Ok(v) => v,
+    let o = match body::object(raw) {
+        Ok(o) => o,
         Err(r) => return r,
-    };
-    let Some(o) = value.as_object() else {
-        return wire::bad_request();
     };
     let (Some(container), Some(filename), Some(mountpoint)) = (o.get("container"), o.get("filename"), o.get("mountpoint"))
     else {

@@ -20,11 +20,11 @@ pub fn router() -> Router<AppState> {
 
 async fn me(State(state): State<AppState>, Customer(caller): Customer, method: Method, RawBody(raw): RawBody) -> Reply {
     if method == Method::POST {
-        let value = match body::parse(&raw) {
-            Ok(v) => v,
+        let object = match body::object_or_empty(&raw) {
+            Ok(o) => o,
             Err(r) => return r,
         };
-        let change = match account_change(&value) {
+        let change = match account_change(&object) {
             Some(c) => c,
             None => return wire::bad_request(),
         };
@@ -38,15 +38,8 @@ async fn me(State(state): State<AppState>, Customer(caller): Customer, method: M
     }
 }
 
-/// The keys the reference honours; others are ignored. Non-object bodies are refused (Q28),
-/// except `null`/empty, which change nothing like `{}`.
-fn account_change(value: &Value) -> Option<AccountChange> {
-    let empty = serde_json::Map::new();
-    let object = match value {
-        Value::Object(o) => o,
-        Value::Null => &empty,
-        _ => return None,
-    };
+/// The keys the reference honours; others are ignored.
+fn account_change(object: &serde_json::Map<String, Value>) -> Option<AccountChange> {
     let text = |key: &str| -> Option<Option<Option<String>>> {
         match object.get(key) {
             None => Some(None),

@@ -31,12 +31,9 @@ async fn list_or_create(State(state): State<AppState>, Customer(caller): Custome
             Err(e) => reply(e, NOT_FOUND_STYLE),
         },
         Method::POST => {
-            let value = match body::parse(&raw) {
-                Ok(v) => v,
+            let o = match body::object(&raw) {
+                Ok(o) => o,
                 Err(r) => return r,
-            };
-            let Some(o) = value.as_object() else {
-                return wire::bad_request();
             };
             let name = o.get("name").and_then(text_like).flatten().unwrap_or_default();
             let note = o.get("note").and_then(text_like).flatten();
@@ -68,12 +65,9 @@ async fn one(
     match method {
         Method::GET => wire::ok_json(&detail(&tag)),
         Method::POST => {
-            let value = match body::parse(&raw) {
-                Ok(v) => v,
+            let o = match body::object(&raw) {
+                Ok(o) => o,
                 Err(r) => return r,
-            };
-            let Some(o) = value.as_object() else {
-                return wire::bad_request();
             };
             let change = TagChange {
                 name: o.get("name").and_then(text_like).flatten(),
