@@ -307,6 +307,8 @@ async fn updates_are_all_or_nothing_and_validated() {
         (json!({ "name": "y".repeat(256) }), "BAD_USER_INPUT"),
         (json!({ "jid": "j".repeat(256) }), "BAD_USER_INPUT"),
         (json!({ "slackWebhook": "s".repeat(300), "note": "x" }), "BAD_USER_INPUT"),
+        (json!({ "note": "n".repeat(64 * 1024 + 1) }), "BAD_USER_INPUT"),
+        (json!({ "tags": ["web"], "note": "n\u{0}" }), "BAD_USER_INPUT"),
         (json!({ "quotaThreshold": 101 }), "BAD_USER_INPUT"),
         (json!({ "quotaThreshold": -1 }), "BAD_USER_INPUT"),
         (json!({ "alarmFreq": -1 }), "BAD_USER_INPUT"),
@@ -446,4 +448,32 @@ async fn custom_distros_lifecycle_and_isolation() {
     let r = b.gql_ok(k.clone(), UPDATE, json!({ "uid": user, "input": { "customDistro": null } })).await;
     assert_eq!(r["updateContainer"]["generation"], 3);
     assert_eq!(generation(b, k.clone(), user).await, 3);
+}
+
+/// Concurrent creations that fit one by one but not together: the overselling check holds
+/// (the server row is locked for the check, so the checks cannot interleave).
+async fn concurrent_creations_never_oversell(berth: Berth) {
+    let w = world(berth).await;
+    let b = &w.berth;
+    let attempts = (0..10).map(|i| {
+        let vars = json!({ "server": w.own.address, "name": format!("c{i}"), "memory": 2000, "storage": 1 });
+        b.gql(w.kratos.auth(), CREATE, vars)
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let created = answers.iter().filter(|a| a["errors"].is_null()).count();
+    let refused = answers.iter().filter(|a| error_code(a) == Some("CONFLICT")).count();
+    assert_eq!((created, refused), (5, 5), "10 000 MB fit five containers of 2 000 MB: {answers:?}");
+    assert_eq!(b.count("containers").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_never_oversell_sqlite() {
+    concurrent_creations_never_oversell(Berth::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_never_oversell_postgres() {
+    if let Some(berth) = Berth::start_postgres().await {
+        concurrent_creations_never_oversell(berth).await;
+    }
 }

@@ -26,8 +26,7 @@ struct World {
     z1: i64,
 }
 
-async fn world() -> World {
-    let berth = Berth::start().await;
+async fn world(berth: Berth) -> World {
     let kratos = berth.fixture_customer("kratos").await;
     let zeus = berth.fixture_customer("zeus").await;
     let server = berth.fixture_server(None).await;
@@ -42,8 +41,19 @@ fn ids(data: &Value) -> Vec<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_lifecycle_and_isolation() {
-    let w = world().await;
+async fn tags_lifecycle_and_isolation_sqlite() {
+    tags_lifecycle_and_isolation(Berth::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_lifecycle_and_isolation_postgres() {
+    if let Some(berth) = Berth::start_postgres().await {
+        tags_lifecycle_and_isolation(berth).await;
+    }
+}
+
+async fn tags_lifecycle_and_isolation(berth: Berth) {
+    let w = world(berth).await;
     let b = &w.berth;
     let k = w.kratos.auth();
     let z = w.zeus.auth();
@@ -117,8 +127,19 @@ async fn tags_lifecycle_and_isolation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopboxes_lifecycle_filters_and_paths() {
-    let w = world().await;
+async fn loopboxes_lifecycle_filters_and_paths_sqlite() {
+    loopboxes_lifecycle_filters_and_paths(Berth::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopboxes_lifecycle_filters_and_paths_postgres() {
+    if let Some(berth) = Berth::start_postgres().await {
+        loopboxes_lifecycle_filters_and_paths(berth).await;
+    }
+}
+
+async fn loopboxes_lifecycle_filters_and_paths(berth: Berth) {
+    let w = world(berth).await;
     let b = &w.berth;
     let k = w.kratos.auth();
 

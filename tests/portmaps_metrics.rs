@@ -174,8 +174,10 @@ async fn port_mappings_on_owned_servers(engine: Engine) {
     assert_eq!(error_code(&unknown), Some("NOT_FOUND"));
     assert_eq!(b.count("portmaps").await, 2);
 
+    sqlx::query("UPDATE servers SET portmappings_mtime = 0").execute(b.store().await.pool()).await.unwrap();
     let gone = b.gql_ok(kratos.auth(), DELETE, json!({ "s": s, "id": id })).await;
     assert_eq!(gone["deletePortmapping"], id);
+    assert!(mtime(&b, own.id).await > 0, "a removal marks the server's mapping list as changed too");
     let listed = b.gql_ok(kratos.auth(), LIST, json!({ "s": s })).await;
     assert_eq!(listed["portmappings"].as_array().unwrap().len(), 1);
     // The freed public port can be mapped again.

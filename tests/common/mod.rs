@@ -32,7 +32,9 @@
 //! - [`Berth::gql_ok`]: asserts there are no `errors` and returns `data`.
 //! - [`Berth::gql_raw`]: status, headers and body, for error-path tests.
 //! - [`error_code`]`(&body)`: `errors[0].extensions.code`.
-//! - [`Berth::http`] + [`Berth::url`]: a plain reqwest client for anything else.
+//! - [`Berth::http`] + [`Berth::url`]: a plain reqwest client for anything else;
+//!   [`Berth::http_from`]`(127.0.0.x)` + [`Berth::gql_raw_with`] to come from another peer
+//!   address (per-peer limits).
 //! - [`Auth`]: `Basic(user, password)`, `Bearer(token)`, `None`, `Raw(header value)`.
 //!
 //! Operator side and fixtures
@@ -44,6 +46,8 @@
 //!   100 GB storage), [`Berth::fixture_container`]`(customer, server, memory, storage) -> uid`.
 //! - [`Berth::store`]: a `berth_store::Store` on the same database, to check what is stored
 //!   (or that nothing changed); [`Berth::count`]`(table)` counts the rows of a table.
+//! - [`PgDatabase::create`]: just a fresh PostgreSQL database (dropped on drop), for tests
+//!   that run other commands on it; [`berth_command`]: the binary without inherited `BERTH_*`.
 #![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};

@@ -27,9 +27,9 @@ struct GraphqlState {
     service: Service,
 }
 
-/// Routes `/graphql` (and GraphiQL's embedded assets) for the given service.
-pub fn router(service: Service) -> Router {
-    let state = GraphqlState { schema: crate::schema(service.clone()), service };
+/// Routes `/graphql`, `/graphql/ws` and GraphiQL's embedded assets for the given service.
+pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
+    let state = GraphqlState { schema: crate::schema_with(service.clone(), metrics), service };
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
         .route("/graphql/ws", get(websocket))
@@ -57,29 +57,140 @@ async fn post_graphql(
 /// `/graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`. Credentials
 /// arrive in the `connection_init` payload as `{"Authorization": "Basic …" | "Bearer …"}`
 /// (key matched case-insensitively); a bad or missing one ends the connection with the
-/// protocol's error before any operation runs.
+/// protocol's error before any operation runs: `connection_error` on `graphql-ws`, close
+/// 4403 Forbidden on `graphql-transport-ws` (an operation before `connection_init`: 4401,
+/// an invalid message: 4400). Every operation on the socket runs like one over HTTP: with
+/// the caller's per-request DataLoaders, every error carrying `extensions.code`.
 async fn websocket(
     State(state): State<GraphqlState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let transport_ws = speaks_transport_ws(&headers);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
+            use futures::{SinkExt as _, StreamExt as _};
             let service = state.service.clone();
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+            let executor = WsExecutor {
+                schema: state.schema.clone(),
+                service: state.service.clone(),
+                caller: Default::default(),
+            };
+            let authenticated = executor.caller.clone();
+            let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let refused_by_init = refused.clone();
+            let (sink, stream) = socket.split();
+            let sink = sink.with(move |message| {
+                let message = if transport_ws { transport_ws_close(message, &refused) } else { message };
+                std::future::ready(Ok::<_, axum::Error>(message))
+            });
+            GraphQLWebSocket::new_with_pair(sink, stream, executor, protocol)
                 .on_connection_init(move |payload| async move {
-                    let presented = authorization_in(&payload)
-                        .and_then(Presented::from_authorization)
-                        .ok_or_else(|| crate::gql_error(Error::Unauthenticated))?;
-                    let caller = service.authenticate(&presented, peer.ip()).await.map_err(crate::gql_error)?;
-                    let mut data = async_graphql::Data::default();
-                    data.insert(caller);
-                    Ok(data)
+                    let authenticated_caller = async {
+                        let presented = authorization_in(&payload)
+                            .and_then(Presented::from_authorization)
+                            .ok_or(Error::Unauthenticated)?;
+                        service.authenticate(&presented, peer.ip()).await
+                    };
+                    match authenticated_caller.await {
+                        Ok(caller) => {
+                            let _ = authenticated.set(caller);
+                            let mut data = async_graphql::Data::default();
+                            data.insert(caller);
+                            Ok(data)
+                        }
+                        Err(e) => {
+                            refused_by_init.store(true, std::sync::atomic::Ordering::SeqCst);
+                            Err(crate::gql_error(e))
+                        }
+                    }
                 })
                 .serve()
         })
+}
+
+/// Whether the upgrade speaks `graphql-transport-ws` (chosen as `GraphQLProtocol` chooses:
+/// the first protocol offered that is known).
+fn speaks_transport_ws(headers: &HeaderMap) -> bool {
+    use async_graphql::http::WebSocketProtocols;
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|offered| offered.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok()))
+        == Some(WebSocketProtocols::GraphQLWS)
+}
+
+/// The close codes `graphql-transport-ws` prescribes, where async-graphql uses generic ones:
+/// refused credentials 4403 (it closes with 1002), an operation before the connection is
+/// acknowledged 4401 (1011), an invalid message 4400 (1002).
+fn transport_ws_close(message: axum::extract::ws::Message, refused: &std::sync::atomic::AtomicBool) -> axum::extract::ws::Message {
+    use axum::extract::ws::{CloseFrame, Message};
+    let Message::Close(Some(frame)) = message else {
+        return message;
+    };
+    let code = match frame.code {
+        1002 if refused.load(std::sync::atomic::Ordering::SeqCst) => 4403,
+        1002 => 4400,
+        1011 => 4401,
+        other => other,
+    };
+    let reason = match code {
+        4403 => format!("Forbidden: {}", frame.reason.as_str()),
+        4401 => "Unauthorized".to_owned(),
+        _ => frame.reason.as_str().to_owned(),
+    };
+    Message::Close(Some(CloseFrame { code, reason: close_reason(reason).into() }))
+}
+
+/// A close frame's reason is at most 123 bytes.
+fn close_reason(mut reason: String) -> String {
+    if reason.len() > 123 {
+        let mut end = 123;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// Runs the operations of one WebSocket connection as `execute` runs one over HTTP: the
+/// authenticated caller and its own DataLoaders in every request, `extensions.code` on every
+/// error.
+#[derive(Clone)]
+struct WsExecutor {
+    schema: BerthSchema,
+    service: Service,
+    /// Set once `connection_init` authenticated; async-graphql runs no operation before.
+    caller: std::sync::Arc<std::sync::OnceLock<Caller>>,
+}
+
+impl async_graphql::Executor for WsExecutor {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        let request = prepare_request(request, &self.service, self.caller.get().copied());
+        let mut response = self.schema.execute(request).await;
+        crate::error::ensure_codes(&mut response);
+        response
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<std::sync::Arc<async_graphql::Data>>,
+    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
+        use futures::StreamExt as _;
+        let request = prepare_request(request, &self.service, self.caller.get().copied());
+        self.schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(|mut response| {
+                crate::error::ensure_codes(&mut response);
+                response
+            })
+            .boxed()
+    }
 }
 
 fn authorization_in(payload: &serde_json::Value) -> Option<&str> {

@@ -18,6 +18,7 @@ mod metrics;
 mod portmaps;
 mod subscriptions;
 mod tags;
+mod telemetry;
 pub(crate) mod cursor;
 
 use async_graphql::{MergedObject, Schema};
@@ -25,6 +26,7 @@ use berth_service::{Caller, Service};
 
 pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::router;
+pub use telemetry::GraphqlMetrics;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -60,8 +62,14 @@ pub const MAX_COMPLEXITY: usize = 20_000;
 
 /// The schema with its limits, holding the service every resolver calls.
 pub fn schema(service: Service) -> BerthSchema {
+    schema_with(service, GraphqlMetrics::detached())
+}
+
+/// The schema reporting spans and per-operation metrics into `metrics`.
+pub fn schema_with(service: Service, metrics: GraphqlMetrics) -> BerthSchema {
     Schema::build(Query::default(), Mutation::default(), subscriptions::SubscriptionRoot)
         .data(service)
+        .extension(metrics)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()

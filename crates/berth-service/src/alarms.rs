@@ -261,14 +261,18 @@ impl Service {
     }
 
     /// The single place that runs after an alarm is durably stored: it is announced on the
-    /// event bus (GraphQL subscriptions). Delivery to the container's channels (XMPP,
-    /// Pushover, ..., honouring `alarm_freq`) will attach here too.
+    /// event bus (GraphQL subscriptions) and queued for delivery to the container's channels
+    /// (XMPP, Pushover, ..., honouring `alarm_freq`; see [`crate::delivery`]), never waiting
+    /// for the delivery itself.
     async fn after_alarm_committed(&self, customer_id: i64, alarm: &Alarm) {
         self.publish(berth_model::Event::Alarm {
             customer_id,
             alarm: alarm.clone(),
         })
         .await;
+        if let Some(delivery) = &self.delivery {
+            delivery.enqueue(customer_id, alarm);
+        }
     }
 
     /// Replaces a container's alarm key with a fresh UUID4 and returns it (spec §4.19b).

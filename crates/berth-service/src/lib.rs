@@ -18,6 +18,7 @@ pub mod domains;
 pub mod tags;
 pub mod loopboxes;
 pub mod alarms;
+pub mod delivery;
 pub mod portmaps;
 pub mod metrics;
 pub mod distros;
@@ -50,6 +51,8 @@ pub struct Service {
     auth: Arc<auth::Authenticator>,
     domain_ownership: Arc<dyn dns::DomainOwnership>,
     bus: Arc<dyn EventBus>,
+    /// Where committed alarms go for delivery to the containers' channels (`berth serve`).
+    delivery: Option<delivery::Delivery>,
 }
 
 impl Service {
@@ -59,6 +62,7 @@ impl Service {
             auth: Arc::new(auth::Authenticator::new(config.auth)),
             domain_ownership: config.domain_ownership,
             bus: Arc::new(LocalBus::new()),
+            delivery: None,
             store,
         }
     }
@@ -66,6 +70,12 @@ impl Service {
     /// Replaces the event bus (PostgreSQL: LISTEN/NOTIFY across gateways).
     pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Service {
         self.bus = bus;
+        self
+    }
+
+    /// Delivers committed alarms to the containers' channels through `delivery`.
+    pub fn with_delivery(mut self, delivery: delivery::Delivery) -> Service {
+        self.delivery = Some(delivery);
         self
     }
 

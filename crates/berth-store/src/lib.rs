@@ -21,6 +21,7 @@ pub mod loopboxes;
 pub mod domains;
 pub mod tags;
 pub mod alarms;
+pub mod alarm_delivery;
 pub mod news;
 pub mod metrics;
 pub mod events;

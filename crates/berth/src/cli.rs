@@ -54,6 +54,8 @@ pub struct ServeArgs {
     #[arg(long = "api-prefix", env = "BERTH_API_PREFIX", default_value = "/api", value_parser = parse_prefix)]
     pub api_prefix: String,
     #[command(flatten)]
+    pub delivery: crate::alarm_delivery::DeliveryArgs,
+    #[command(flatten)]
     pub db: DbArgs,
 }
 
@@ -104,7 +106,11 @@ impl DbArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Serve(args) => {
+            // Outside the runtime: the OTLP exporter's blocking client owns its own.
+            let telemetry = tokio::task::spawn_blocking(crate::telemetry::init).await??;
+            crate::serve::run(args, telemetry).await
+        }
         Command::Schema => {
             print!("{}", berth_graphql::sdl());
             Ok(())

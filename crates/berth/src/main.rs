@@ -2,6 +2,7 @@
 //! Thin by design: parse the command line, build the parts, run.
 
 mod admin;
+mod alarm_delivery;
 mod cli;
 mod serve;
 mod telemetry;

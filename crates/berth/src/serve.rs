@@ -11,10 +11,9 @@ use axum::Router;
 use berth_service::{Service, ServiceConfig};
 
 use crate::cli::ServeArgs;
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::{self, Telemetry};
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let metrics = telemetry::init();
+pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     let store = args.db.open_store().await?;
     let config = ServiceConfig {
         domain_ownership: Arc::new(berth_service::dns::TxtOverDns::new(args.dns_server)?),
@@ -22,8 +21,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let url = args.db.database_url()?;
     let bus = berth_store::events::bus_for(&store, &url).await.context("cannot start the event bus")?;
-    let service = Service::new(store.clone(), config).with_bus(bus);
-    let app = app(service, metrics, &args.api_prefix);
+    let delivery = args.delivery.start(store.clone())?;
+    let service = Service::new(store.clone(), config).with_bus(bus).with_delivery(delivery);
+    let app = app(service, telemetry.clone(), &args.api_prefix);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -35,10 +35,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("server error")?;
     store.close().await;
+    telemetry.shutdown();
     Ok(())
 }
 
-fn app(service: Service, metrics: Metrics, api_prefix: &str) -> Router {
+fn app(service: Service, telemetry: Telemetry, api_prefix: &str) -> Router {
+    let metrics = telemetry.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -48,8 +50,9 @@ fn app(service: Service, metrics: Metrics, api_prefix: &str) -> Router {
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response() }
             }),
         )
-        .merge(berth_graphql::router(service.clone()))
+        .merge(berth_graphql::router(service.clone(), telemetry.graphql.clone()))
         .nest(api_prefix, berth_rest::router(service))
+        .route_layer(axum::middleware::from_fn_with_state(telemetry, telemetry::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 

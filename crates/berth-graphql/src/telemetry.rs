@@ -1,0 +1,103 @@
+//! Per-operation telemetry of the GraphQL API: a tracing span per operation (named, never
+//! carrying the query text or variables, which may hold passwords), latency by operation,
+//! errors, and how many subscriptions are open (Prometheus).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextSubscribe};
+use async_graphql::Response;
+use futures::stream::{BoxStream, StreamExt};
+use tracing::Instrument as _;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// The operation name the client gave, or `anonymous`.
+    pub operation: String,
+}
+
+#[derive(Clone)]
+pub struct GraphqlMetrics {
+    duration: Family<OperationLabels, Histogram>,
+    errors: Family<OperationLabels, Counter>,
+    open_subscriptions: Gauge,
+}
+
+impl GraphqlMetrics {
+    /// Metric families not attached to any registry (tests, tools).
+    pub fn detached() -> GraphqlMetrics {
+        GraphqlMetrics::register(&mut Registry::default())
+    }
+
+    pub fn register(registry: &mut Registry) -> GraphqlMetrics {
+        let metrics = GraphqlMetrics {
+            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))),
+            errors: Family::default(),
+            open_subscriptions: Gauge::default(),
+        };
+        registry.register(
+            "berth_graphql_operation_duration_seconds",
+            "Time to execute a GraphQL query or mutation, by operation name",
+            metrics.duration.clone(),
+        );
+        registry.register("berth_graphql_operation_errors", "GraphQL operations answered with errors", metrics.errors.clone());
+        registry.register("berth_graphql_open_subscriptions", "GraphQL subscriptions open now", metrics.open_subscriptions.clone());
+        metrics
+    }
+}
+
+impl ExtensionFactory for GraphqlMetrics {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(MetricsExtension(self.clone()))
+    }
+}
+
+struct MetricsExtension(GraphqlMetrics);
+
+/// Decrements the open-subscriptions gauge when the subscription's stream is dropped,
+/// however it ends.
+struct OpenSubscription(Gauge);
+
+impl Drop for OpenSubscription {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for MetricsExtension {
+    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+        let started = Instant::now();
+        let name = operation_name.unwrap_or("anonymous");
+        let span = tracing::info_span!("graphql.operation", otel.name = %format!("graphql {name}"), operation = %name);
+        let response = next.run(ctx, operation_name).instrument(span).await;
+        let labels = OperationLabels { operation: name.to_owned() };
+        self.0.duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        if response.is_err() {
+            self.0.errors.get_or_create(&labels).inc();
+        }
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        self.0.open_subscriptions.inc();
+        let guard = OpenSubscription(self.0.open_subscriptions.clone());
+        next.run(ctx, stream)
+            .map(move |response| {
+                let _keep = &guard;
+                response
+            })
+            .boxed()
+    }
+}

@@ -1,0 +1,424 @@
+//! Alarm delivery to a container's channels: XMPP, Pushover, Pushbullet, Slack and a signed
+//! webhook (seed "Alarms"; spec §5.7).
+//!
+//! Flow: [`crate::Service`] stores an alarm, commits, and hands it to [`Delivery::enqueue`]
+//! (a bounded in-process queue: the raiser never waits, a full queue drops and counts). The
+//! [`DeliveryWorker`] task spawned by `berth serve` takes each job, loads the container,
+//! picks its complete channels ([`channels_for`]) and takes the container's delivery slot in
+//! the database with one conditional `UPDATE` (`berth_store::alarm_delivery::claim`): at most
+//! one delivery per `alarm_freq` seconds per container, agreed by every gateway on the same
+//! PostgreSQL. An alarm whose slot is taken is still stored and published; only delivery is
+//! skipped. Each channel then gets up to [`DeliveryConfig::attempts`] attempts with jittered
+//! exponential backoff (1 s, then 4 s by default); retries happen on transport errors, 408,
+//! 429 and 5xx. Failures are logged with channel and status and counted in
+//! [`DeliveryMetrics`]; they never reach the raiser.
+//!
+//! Customer URLs (`slack_webhook`, `webhook_url`) pass [`ssrf`]: loopback, private,
+//! link-local and unspecified addresses are refused, both as literals and as the addresses a
+//! name resolves to, unless the operator allows them (`--allow-private-webhooks`).
+//!
+//! # Verifying the signed webhook
+//!
+//! A container's `webhook_url` receives `POST` requests with a JSON body (the alarm:
+//! `id`, `container` (uid), `container_name`, `unix`, `level`, `color`, `msg`, `line`,
+//! `func`, `filename`, `class`, `vassal`) and two headers:
+//!
+//! - `X-Berth-Timestamp: <unix seconds>`
+//! - `X-Berth-Signature: sha256=<hex>`, where `<hex>` is the lowercase hexadecimal
+//!   HMAC-SHA256 of the bytes `<timestamp>.<body>` (the timestamp header value, a dot, the
+//!   raw request body exactly as received), keyed by the container's webhook secret (the
+//!   string returned by `rotateWebhookSecret`, as UTF-8 bytes).
+//!
+//! A receiver recomputes the HMAC over the raw body, compares it with the header in
+//! constant time, and rejects timestamps older than a few minutes (replays). In Python:
+//!
+//! ```text
+//! expected = "sha256=" + hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+//! ok = hmac.compare_digest(expected, signature) and abs(time.time() - int(ts)) < 300
+//! ```
+//!
+//! The webhook is active when both `webhook_url` and a secret are set: set the URL with
+//! `updateContainer`, then call `rotateWebhookSecret` once and keep the secret it returns
+//! (it is never shown again).
+
+mod channels;
+pub mod ssrf;
+mod xmpp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_model::Alarm;
+use berth_store::{alarm_delivery, containers, Store};
+use rand::Rng as _;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+pub use channels::{channels_for, webhook_signature, Channel, ChannelContext, ChannelKind, Notification, SendError};
+
+use crate::{Caller, Error, Result, Service};
+
+/// Operator settings of alarm delivery (`berth serve` flags).
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Base URL of the Pushover API (`<base>/1/messages.json`).
+    pub pushover_url: String,
+    /// Base URL of the Pushbullet API (`<base>/v2/pushes`).
+    pub pushbullet_url: String,
+    /// Lets customer URLs reach private and loopback addresses (tests, closed networks).
+    pub allow_private_webhooks: bool,
+    /// `host:port` every XMPP login connects to instead of the JID's domain (port 5222).
+    pub xmpp_server: Option<String>,
+    /// Lets XMPP log in without TLS when the server offers no STARTTLS (tests only).
+    pub xmpp_allow_plaintext: bool,
+    /// Jobs waiting for the worker; more are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Attempts per channel, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; each further wait is 4 times longer (±20 % jitter).
+    pub first_backoff: Duration,
+    /// Bound on one attempt (connect, TLS, request, answer).
+    pub request_timeout: Duration,
+}
+
+pub const DEFAULT_PUSHOVER_URL: &str = "https://api.pushover.net";
+pub const DEFAULT_PUSHBULLET_URL: &str = "https://api.pushbullet.com";
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            pushover_url: DEFAULT_PUSHOVER_URL.to_owned(),
+            pushbullet_url: DEFAULT_PUSHBULLET_URL.to_owned(),
+            allow_private_webhooks: false,
+            xmpp_server: None,
+            xmpp_allow_plaintext: false,
+            queue_capacity: 1024,
+            concurrency: 32,
+            attempts: 3,
+            first_backoff: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How one channel's delivery of one alarm ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Every attempt failed, or the service rejected it for good.
+    Failed,
+    /// The destination is not allowed (SSRF guard).
+    Refused,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Delivered, Outcome::Failed, Outcome::Refused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// Delivery counters (monotonic), for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeliveryMetrics {
+    outcomes: [[AtomicU64; 3]; 5],
+    retries: [AtomicU64; 5],
+    throttled: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl DeliveryMetrics {
+    /// Channel deliveries that ended with `outcome`.
+    pub fn count(&self, channel: ChannelKind, outcome: Outcome) -> u64 {
+        self.outcomes[channel.index()][outcome as usize].load(Ordering::Relaxed)
+    }
+
+    /// Attempts after the first one.
+    pub fn retries(&self, channel: ChannelKind) -> u64 {
+        self.retries[channel.index()].load(Ordering::Relaxed)
+    }
+
+    /// Alarms not delivered because the container's `alarm_freq` slot was taken.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Alarms not delivered because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Alarms not delivered because the database could not be read or updated.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Every `(channel, outcome, count)`.
+    pub fn snapshot(&self) -> Vec<(ChannelKind, Outcome, u64)> {
+        ChannelKind::ALL
+            .iter()
+            .flat_map(|c| Outcome::ALL.iter().map(move |o| (*c, *o, self.count(*c, *o))))
+            .collect()
+    }
+
+    fn record(&self, channel: ChannelKind, outcome: Outcome) {
+        self.outcomes[channel.index()][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One committed alarm waiting for delivery.
+#[derive(Debug)]
+struct Job {
+    customer_id: i64,
+    alarm: Alarm,
+}
+
+/// The raiser's side of delivery: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Delivery {
+    tx: mpsc::Sender<Job>,
+    metrics: Arc<DeliveryMetrics>,
+    allow_private: bool,
+}
+
+/// The background side: run it once with [`DeliveryWorker::run`].
+pub struct DeliveryWorker {
+    rx: mpsc::Receiver<Job>,
+    ctx: ChannelContext,
+    policy: RetryPolicy,
+    concurrency: usize,
+    metrics: Arc<DeliveryMetrics>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    attempts: u32,
+    first_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (1-based): first × 4^(attempt-1), ±20 %.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.first_backoff.saturating_mul(4u32.saturating_pow(attempt.saturating_sub(1)));
+        base.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
+    }
+}
+
+impl Delivery {
+    /// The queue and its worker.
+    pub fn new(config: DeliveryConfig) -> std::result::Result<(Delivery, DeliveryWorker), String> {
+        let ctx = ChannelContext::new(&config)?;
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let metrics = Arc::new(DeliveryMetrics::default());
+        let delivery = Delivery {
+            tx,
+            metrics: metrics.clone(),
+            allow_private: config.allow_private_webhooks,
+        };
+        let worker = DeliveryWorker {
+            rx,
+            ctx,
+            policy: RetryPolicy {
+                attempts: config.attempts.max(1),
+                first_backoff: config.first_backoff,
+            },
+            concurrency: config.concurrency.max(1),
+            metrics,
+        };
+        Ok((delivery, worker))
+    }
+
+    pub fn metrics(&self) -> Arc<DeliveryMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Queues a committed alarm; drops it (logged, counted) when the queue is full.
+    pub(crate) fn enqueue(&self, customer_id: i64, alarm: &Alarm) {
+        let job = Job {
+            customer_id,
+            alarm: alarm.clone(),
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(alarm = job.alarm.id, container = job.alarm.container_id, "alarm delivery queue full: not delivered");
+            }
+            Err(mpsc::error::TrySendError::Closed(job)) => {
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(alarm = job.alarm.id, "alarm delivery worker stopped: not delivered");
+            }
+        }
+    }
+
+    /// The update-time check of a customer URL field (cheap: no DNS): `BadInput` on `field`.
+    pub fn check_customer_url(&self, field: &str, url: &str) -> Result<()> {
+        check_customer_url(field, url, self.allow_private)
+    }
+}
+
+/// [`Delivery::check_customer_url`] for services without delivery: private addresses refused.
+pub fn check_customer_url(field: &str, url: &str, allow_private: bool) -> Result<()> {
+    ssrf::check_url(url, allow_private)
+        .map(|_| ())
+        .map_err(|refused| Error::bad_input(field, refused.0))
+}
+
+impl DeliveryWorker {
+    /// Serves the queue until every [`Delivery`] handle is dropped.
+    pub async fn run(mut self, store: Store) {
+        let in_flight = Arc::new(Semaphore::new(self.concurrency));
+        while let Some(job) = self.rx.recv().await {
+            let (note, channels) = match self.prepare(&store, &job).await {
+                Ok(Some(ready)) => ready,
+                Ok(None) => continue,
+                Err(error) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(alarm = job.alarm.id, container = job.alarm.container_id, %error, "alarm delivery: cannot prepare");
+                    continue;
+                }
+            };
+            let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+            let (policy, metrics) = (self.policy, self.metrics.clone());
+            tokio::spawn(async move {
+                deliver(note, channels, policy, metrics).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// The container's channels if it has any and its `alarm_freq` slot was free (and is
+    /// now taken); `None` when there is nothing to do.
+    async fn prepare(&self, store: &Store, job: &Job) -> Result<Option<(Notification, Vec<Box<dyn Channel>>)>> {
+        let container_id = job.alarm.container_id;
+        let (container, webhook) = {
+            let mut conn = store.read().await?;
+            let Some(container) = containers::get(&mut conn, container_id).await? else {
+                return Ok(None);
+            };
+            let webhook = alarm_delivery::webhook(&mut conn, container_id).await?.unwrap_or_default();
+            (container, webhook)
+        };
+        let channels = channels_for(&self.ctx, &container, webhook.0.as_deref(), webhook.1.as_deref());
+        if channels.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = store.write().await?;
+        let claimed = alarm_delivery::claim(&mut tx, container_id, berth_store::unix_now()).await?;
+        tx.commit().await?;
+        if !claimed {
+            self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(alarm = job.alarm.id, container = container.uid(), "alarm not delivered: alarm_freq");
+            return Ok(None);
+        }
+        let note = Notification {
+            customer_id: job.customer_id,
+            container_uid: container.uid(),
+            container_name: container.name.clone(),
+            alarm: job.alarm.clone(),
+        };
+        Ok(Some((note, channels)))
+    }
+}
+
+/// Sends one alarm on every channel at once, each with its retries.
+async fn deliver(note: Notification, channels: Vec<Box<dyn Channel>>, policy: RetryPolicy, metrics: Arc<DeliveryMetrics>) {
+    let note = Arc::new(note);
+    let mut tasks = JoinSet::new();
+    for channel in channels {
+        let (note, metrics) = (note.clone(), metrics.clone());
+        tasks.spawn(async move { send_with_retry(channel.as_ref(), &note, policy, &metrics).await });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn send_with_retry(channel: &dyn Channel, note: &Notification, policy: RetryPolicy, metrics: &DeliveryMetrics) -> Outcome {
+    let kind = channel.kind();
+    let target = channel.target();
+    let mut attempt = 1;
+    loop {
+        match channel.send(note).await {
+            Ok(()) => {
+                tracing::info!(channel = %kind, %target, container = note.container_uid, alarm = note.alarm.id, attempt, "alarm delivered");
+                metrics.record(kind, Outcome::Delivered);
+                return Outcome::Delivered;
+            }
+            Err(error) if error.is_retryable() && attempt < policy.attempts => {
+                let wait = policy.backoff(attempt);
+                tracing::warn!(channel = %kind, %target, container = note.container_uid, alarm = note.alarm.id, attempt,
+                    status = error.status(), %error, retry_in_ms = wait.as_millis() as u64, "alarm delivery failed, retrying");
+                metrics.retries[kind.index()].fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(error) => {
+                let outcome = match error {
+                    SendError::Refused(_) => Outcome::Refused,
+                    _ => Outcome::Failed,
+                };
+                tracing::warn!(channel = %kind, %target, container = note.container_uid, alarm = note.alarm.id, attempt,
+                    status = error.status(), %error, "alarm not delivered");
+                metrics.record(kind, outcome);
+                return outcome;
+            }
+        }
+    }
+}
+
+/// A fresh webhook secret: 32 random bytes, hex.
+fn new_webhook_secret() -> String {
+    let bytes: [u8; 32] = rand::thread_rng().gen();
+    channels::hex(&bytes)
+}
+
+impl Service {
+    /// Replaces the container's webhook signing secret and returns it; the only time it is
+    /// ever shown.
+    pub async fn rotate_webhook_secret(&self, caller: &Caller, uid: i64) -> Result<String> {
+        let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
+        let mut tx = self.store.write().await?;
+        containers::owned(&mut tx, caller.customer_id, id)
+            .await?
+            .ok_or(Error::NotFound("container"))?;
+        let secret = new_webhook_secret();
+        alarm_delivery::set_webhook_secret(&mut tx, id, &secret).await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_four_with_jitter() {
+        let policy = RetryPolicy {
+            attempts: 3,
+            first_backoff: Duration::from_secs(1),
+        };
+        for _ in 0..100 {
+            let first = policy.backoff(1);
+            let second = policy.backoff(2);
+            assert!(first >= Duration::from_millis(800) && first <= Duration::from_millis(1200), "{first:?}");
+            assert!(second >= Duration::from_millis(3200) && second <= Duration::from_millis(4800), "{second:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_fresh_hex() {
+        let (a, b) = (new_webhook_secret(), new_webhook_secret());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

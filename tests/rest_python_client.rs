@@ -1,0 +1,3 @@
+//! placeholder
+mod common;
+mod rest_common;

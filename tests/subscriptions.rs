@@ -1,0 +1,568 @@
+//! Live subscriptions over `/graphql/ws`, end to end against the real binary: both
+//! WebSocket protocols, `connection_init` credentials (basic, bearer, key case), tenant
+//! isolation and filters, slow subscribers, reconnects, container events, and two gateways
+//! sharing one PostgreSQL database (LISTEN/NOTIFY).
+//!
+//! Absence is proven by ordering, never by sleeping: to show a subscriber does not get event
+//! X, raise X, then an event Y it must get; its first message has to be Y.
+
+mod common;
+#[path = "common/ws.rs"]
+mod ws;
+
+use std::time::{Duration, Instant};
+
+use common::{Auth, Berth, Customer, Opts};
+use serde_json::{json, Value};
+use ws::{Frame, Protocol, Ws, WAIT};
+
+const ALARMS: &str = "subscription { alarms { id container level message unix } }";
+
+/// A customer with one container on a fresh server.
+async fn customer_with_container(berth: &Berth, name: &str) -> (Customer, i64) {
+    let customer = berth.fixture_customer(name).await;
+    let server = berth.fixture_server(None).await;
+    let uid = berth.fixture_container(&customer.username, &server.name, 512, 1024).await;
+    (customer, uid)
+}
+
+fn authorization(auth: &Auth) -> String {
+    auth.header().expect("credentials")
+}
+
+/// Raises an alarm through GraphQL and returns its id.
+async fn raise(berth: &Berth, auth: Auth, container: i64, message: &str, level: i64) -> i64 {
+    let data = berth
+        .gql_ok(
+            auth,
+            "mutation($c: Int!, $m: String!, $l: Int) { raiseAlarm(container: $c, message: $m, level: $l) { id } }",
+            json!({ "c": container, "m": message, "l": level }),
+        )
+        .await;
+    data["raiseAlarm"]["id"].as_i64().expect("alarm id")
+}
+
+/// Raises an alarm through REST (`POST /api/alarms/raise/<uid>`, raw body as message),
+/// with basic credentials or with `?key=`; returns its id.
+async fn raise_rest(berth: &Berth, auth: Option<&Auth>, key: Option<&str>, container: i64, message: &str) -> i64 {
+    let mut url = berth.url(&format!("/api/alarms/raise/{container}"));
+    if let Some(key) = key {
+        url.push_str(&format!("?key={key}"));
+    }
+    let mut request = berth.http().post(url).body(message.to_owned());
+    if let Some(auth) = auth {
+        request = request.header("Authorization", authorization(auth));
+    }
+    let response = request.send().await.expect("POST /api/alarms/raise");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(status, 201, "REST raise failed: {body}");
+    body["id"].as_i64().expect("alarm id")
+}
+
+/// The alarm in a subscription result; asserts its id, container and message.
+fn assert_alarm(data: &Value, id: i64, container: i64, message: &str) {
+    let alarm = &data["alarms"];
+    assert_eq!(alarm["id"], id, "unexpected alarm {alarm}");
+    assert_eq!(alarm["container"], container, "{alarm}");
+    assert_eq!(alarm["message"], message, "{alarm}");
+    assert!(alarm["unix"].as_i64().is_some_and(|u| u > 0), "{alarm}");
+}
+
+/// Makes sure operation `sub` is live before the test relies on it (a subscription starts
+/// when the server gets to it, with no acknowledgement in either protocol): fires events it
+/// must receive until the last one fired arrives. `fire` returns the value found at `key`
+/// (a JSON pointer into `payload.data`) of the result it causes. Afterwards the operation's
+/// next result is whatever happens next.
+async fn sync_with<F, Fut>(ws: &mut Ws, sub: &str, key: &str, mut fire: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let deadline = Instant::now() + WAIT;
+    let mut last = fire().await;
+    loop {
+        match ws.frame_within(Duration::from_millis(250)).await {
+            None => {
+                assert!(Instant::now() < deadline, "operation {sub} never became live");
+                last = fire().await;
+            }
+            Some(Frame::Json(m)) if m["id"] == sub && m["type"] == ws.protocol.data_type() => {
+                // An earlier probe, when the operation went live before it: keep reading.
+                if m["payload"]["data"].pointer(key) == Some(&last) {
+                    return;
+                }
+            }
+            Some(other) => panic!("while waiting for operation {sub} to go live: {other:?}"),
+        }
+    }
+}
+
+/// [`sync_with`] for an alarms subscription: probes are alarms on `container` of `level`.
+async fn sync(ws: &mut Ws, sub: &str, berth: &Berth, auth: &Auth, container: i64, level: i64) {
+    sync_with(ws, sub, "/alarms/id", || {
+        let auth = auth.clone();
+        async move { json!(raise(berth, auth, container, "sync", level).await) }
+    })
+    .await;
+}
+
+// 1. Both protocols deliver alarms raised through GraphQL and through REST (basic and key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_protocols_deliver_alarms_from_graphql_and_rest() {
+    let berth = Berth::start().await;
+    let (kratos, uid) = customer_with_container(&berth, "kratos").await;
+    for protocol in Protocol::ALL {
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&kratos.auth())).await;
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        sync(&mut ws, &sub, &berth, &kratos.auth(), uid, 1).await;
+
+        let id = raise(&berth, kratos.auth(), uid, "x", 2).await;
+        let data = ws.next_data(&sub).await;
+        assert_alarm(&data, id, uid, "x");
+        assert_eq!(data["alarms"]["level"], 2);
+
+        let id = raise_rest(&berth, Some(&kratos.auth()), None, uid, "via rest {not json}").await;
+        assert_alarm(&ws.next_data(&sub).await, id, uid, "via rest {not json}");
+
+        let key = berth
+            .http()
+            .get(berth.url(&format!("/api/alarm_key/{uid}")))
+            .header("Authorization", authorization(&kratos.auth()))
+            .send()
+            .await
+            .expect("GET /api/alarm_key")
+            .json::<Value>()
+            .await
+            .expect("alarm key JSON");
+        let key = key["alarm_key"].as_str().expect("alarm_key").to_owned();
+        let id = raise_rest(&berth, None, Some(&key), uid, "via key").await;
+        assert_alarm(&ws.next_data(&sub).await, id, uid, "via key");
+        ws.close().await;
+    }
+}
+
+// 2. Each customer's alarms reach only that customer; subscribing to someone else's (or an
+// unknown) container is NOT_FOUND, never data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_reach_only_their_owner() {
+    let berth = Berth::start().await;
+    let (a, a_uid) = customer_with_container(&berth, "alice").await;
+    let (b, b_uid) = customer_with_container(&berth, "bob").await;
+    let mut ws_a = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&a.auth())).await;
+    let mut ws_b = Ws::open(berth.addr, Protocol::LegacyWs, &authorization(&b.auth())).await;
+    let sub_a = ws_a.subscribe(ALARMS, json!({})).await;
+    let sub_b = ws_b.subscribe(ALARMS, json!({})).await;
+    sync(&mut ws_a, &sub_a, &berth, &a.auth(), a_uid, 1).await;
+    sync(&mut ws_b, &sub_b, &berth, &b.auth(), b_uid, 1).await;
+
+    let a1 = raise(&berth, a.auth(), a_uid, "a1", 1).await;
+    let b1 = raise(&berth, b.auth(), b_uid, "b1", 1).await;
+    let b2 = raise(&berth, b.auth(), b_uid, "b2", 1).await;
+    let a2 = raise(&berth, a.auth(), a_uid, "a2", 1).await;
+    // Each sees exactly its own, in order: the other's alarms, raised in between, never came.
+    assert_alarm(&ws_a.next_data(&sub_a).await, a1, a_uid, "a1");
+    assert_alarm(&ws_a.next_data(&sub_a).await, a2, a_uid, "a2");
+    assert_alarm(&ws_b.next_data(&sub_b).await, b1, b_uid, "b1");
+    assert_alarm(&ws_b.next_data(&sub_b).await, b2, b_uid, "b2");
+
+    // Someone else's container, a uid that does not exist, a number that is no uid at all.
+    for protocol in Protocol::ALL {
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&a.auth())).await;
+        for container in [b_uid, 999_999, 5] {
+            for query in [
+                "subscription($c: Int) { alarms(container: $c) { id message } }",
+                "subscription($c: Int) { containerEvents(container: $c) { container kind } }",
+            ] {
+                let sub = ws.subscribe(query, json!({ "c": container })).await;
+                let errors = ws.expect_error(&sub).await;
+                assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{query} on {container}: {errors}");
+            }
+        }
+        // The connection still works, and still sees nothing of bob's.
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        sync(&mut ws, &sub, &berth, &a.auth(), a_uid, 1).await;
+        raise(&berth, b.auth(), b_uid, "b3", 1).await;
+        let a3 = raise(&berth, a.auth(), a_uid, "a3", 1).await;
+        assert_alarm(&ws.next_data(&sub).await, a3, a_uid, "a3");
+        ws.close().await;
+    }
+}
+
+// 3. `container:` and `level:` keep only matching alarms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_keep_only_matching_alarms() {
+    let berth = Berth::start().await;
+    let (c, uid1) = customer_with_container(&berth, "carol").await;
+    let server = berth.fixture_server(None).await;
+    let uid2 = berth.fixture_container(&c.username, &server.name, 512, 1024).await;
+    let filtered = "subscription($c: Int, $l: Int) { alarms(container: $c, level: $l) { id container level message } }";
+    // (variables, the probe's container and level, alarms it must not get, the one it gets)
+    let cases = [
+        (json!({ "c": uid1 }), (uid1, 1), vec![(uid2, 1), (uid2, 3)], (uid1, 2)),
+        (json!({ "l": 3 }), (uid1, 3), vec![(uid1, 2), (uid2, 1), (uid1, 1)], (uid2, 3)),
+        (json!({ "c": uid2, "l": 3 }), (uid2, 3), vec![(uid1, 3), (uid2, 2), (uid2, 1)], (uid2, 3)),
+    ];
+    for (n, (variables, probe, skipped, wanted)) in cases.into_iter().enumerate() {
+        // One filtered operation per connection, each connection gone before the next.
+        let protocol = Protocol::ALL[n % 2];
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&c.auth())).await;
+        let sub = ws.subscribe(filtered, variables.clone()).await;
+        sync(&mut ws, &sub, &berth, &c.auth(), probe.0, probe.1).await;
+        for (container, level) in skipped {
+            raise(&berth, c.auth(), container, "skipped", level).await;
+        }
+        let id = raise(&berth, c.auth(), wanted.0, "wanted", wanted.1).await;
+        let data = ws.next_data(&sub).await;
+        assert_eq!(data["alarms"]["id"], id, "filter {variables}: the first alarm must be the matching one: {data}");
+        assert_eq!(data["alarms"]["container"], wanted.0);
+        assert_eq!(data["alarms"]["level"], wanted.1);
+        ws.close().await;
+    }
+}
+
+// 4. Bearer tokens work in connection_init, and the key is matched case-insensitively.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_and_any_key_case() {
+    let berth = Berth::start().await;
+    let (d, uid) = customer_with_container(&berth, "dora").await;
+    let token = berth.gql_ok(d.auth(), r#"mutation { createToken(name: "ws") { token } }"#, json!({})).await;
+    let token = token["createToken"]["token"].as_str().expect("token").to_owned();
+    let admin_token = berth.admin(&["token", "add", "--customer", "dora"]).await;
+    let admin_token = admin_token["token"].as_str().expect("admin token").to_owned();
+    let cases = [
+        ("Authorization", format!("Bearer {token}")),
+        ("authorization", format!("Bearer {admin_token}")),
+        ("AUTHORIZATION", authorization(&d.auth())),
+    ];
+    for protocol in Protocol::ALL {
+        for (key, value) in &cases {
+            let mut ws = Ws::connect(berth.addr, protocol).await;
+            ws.init_ok(json!({ *key: value })).await;
+            let sub = ws.subscribe(ALARMS, json!({})).await;
+            sync(&mut ws, &sub, &berth, &Auth::bearer(&token), uid, 1).await;
+            let id = raise(&berth, Auth::bearer(&token), uid, "bearer", 1).await;
+            assert_alarm(&ws.next_data(&sub).await, id, uid, "bearer");
+            ws.close().await;
+        }
+    }
+}
+
+/// Asserts the connection was refused as its protocol says, and that an operation sent right
+/// behind the `connection_init` never ran.
+async fn assert_refused(ws: &mut Ws, sub: &str, what: &str) {
+    match ws.protocol {
+        Protocol::TransportWs => match ws.frame().await {
+            // graphql-transport-ws: 4403 Forbidden for refused credentials.
+            Frame::Close(Some((code, _))) => assert_eq!(code, 4403, "{what}: close code"),
+            other => panic!("{what}: expected close 4403, got {other:?}"),
+        },
+        Protocol::LegacyWs => {
+            match ws.frame().await {
+                Frame::Json(m) => {
+                    assert_eq!(m["type"], "connection_error", "{what}: {m}");
+                    assert!(m["payload"]["message"].is_string(), "{what}: {m}");
+                }
+                other => panic!("{what}: expected connection_error, got {other:?}"),
+            }
+            // Then the connection ends; nothing else comes.
+            match ws.frame().await {
+                Frame::Close(_) | Frame::Ended(_) => {}
+                other => panic!("{what}: expected the end after connection_error, got {other:?} (operation {sub} ran?)"),
+            }
+        }
+    }
+}
+
+// 5. A bad connection_init ends the connection with the protocol's error; nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_connection_init_is_refused() {
+    let berth = Berth::start().await;
+    let (e, uid) = customer_with_container(&berth, "erin").await;
+    let wrong = Auth::basic(&e.username, "not-the-password");
+    let bad_inits = [
+        ("wrong password", json!({ "Authorization": authorization(&wrong) })),
+        ("unknown user", json!({ "Authorization": authorization(&Auth::basic("nobody", "x")) })),
+        ("unknown token", json!({ "Authorization": "Bearer 0123456789abcdef" })),
+        ("malformed basic", json!({ "Authorization": "Basic !!!not-base64" })),
+        ("unknown scheme", json!({ "Authorization": "Token abc" })),
+        ("not a string", json!({ "Authorization": 42 })),
+        ("no authorization", json!({ "other": "x" })),
+        ("missing payload", Value::Null),
+        ("payload not an object", json!("Basic abc")),
+    ];
+    for protocol in Protocol::ALL {
+        for (what, payload) in &bad_inits {
+            let mut ws = Ws::connect(berth.addr, protocol).await;
+            ws.send_init(payload.clone()).await;
+            // Pipelined right behind the init: must never run.
+            let sub = ws.subscribe(ALARMS, json!({})).await;
+            assert_refused(&mut ws, &sub, &format!("{} / {what}", protocol.name())).await;
+        }
+        // An operation before any connection_init is refused too (graphql-transport-ws:
+        // 4401 Unauthorized).
+        let mut ws = Ws::connect(berth.addr, protocol).await;
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        match ws.frame().await {
+            Frame::Close(Some((code, _))) if protocol == Protocol::TransportWs => assert_eq!(code, 4401),
+            Frame::Close(_) | Frame::Ended(_) if protocol == Protocol::LegacyWs => {}
+            other => panic!("{}: subscribe before init: got {other:?} (operation {sub})", protocol.name()),
+        }
+    }
+    // Refusals leave nothing behind: the right credentials still work (a few failures are
+    // well under the per-user and per-peer login limits).
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&e.auth())).await;
+    let sub = ws.subscribe(ALARMS, json!({})).await;
+    sync(&mut ws, &sub, &berth, &e.auth(), uid, 1).await;
+    let id = raise(&berth, e.auth(), uid, "after refusals", 1).await;
+    assert_alarm(&ws.next_data(&sub).await, id, uid, "after refusals");
+    ws.close().await;
+}
+
+/// Raises `count` alarms with message `message` on `container`, `batch` per GraphQL request
+/// (aliases `a0: raiseAlarm(...) a1: ...`); returns their ids in order.
+async fn raise_many(berth: &Berth, auth: &Auth, container: i64, message: &str, count: usize, batch: usize) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(count);
+    while ids.len() < count {
+        let n = batch.min(count - ids.len());
+        let mut query = String::from("mutation($c: Int!, $m: String!) {");
+        for i in 0..n {
+            query.push_str(&format!(" a{i}: raiseAlarm(container: $c, message: $m, level: 1) {{ id }}"));
+        }
+        query.push('}');
+        let data = berth.gql_ok(auth.clone(), &query, json!({ "c": container, "m": message })).await;
+        for i in 0..n {
+            ids.push(data[format!("a{i}")]["id"].as_i64().expect("alarm id"));
+        }
+    }
+    ids
+}
+
+/// Alarms in the burst of the slow-subscriber test: more than the bus queue
+/// (`berth_store::events::SUBSCRIBER_QUEUE` = 1024) plus what the kernel buffers of the
+/// stuck connection hold (its messages are 32 KiB each).
+const BURST: usize = 1500;
+
+// 6. A subscriber that never reads does not hold back another; when it finally reads it gets
+// what was queued for it, then an error saying it fell behind (SUBSCRIBER_LAGGED), then
+// `complete`: a bounded queue, not an unbounded buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_subscriber_does_not_hold_back_others() {
+    let berth = Berth::start().await;
+    let (f, uid) = customer_with_container(&berth, "fred").await;
+    let auth = authorization(&f.auth());
+
+    // The stuck one asks for the (large) message; a small receive buffer makes its window
+    // fill after a few frames, so the server's writes to it stall early.
+    let mut stuck = Ws::connect_with(berth.addr, Protocol::TransportWs, Some(4096)).await;
+    stuck.init_ok(json!({ "Authorization": auth })).await;
+    let stuck_sub = stuck.subscribe("subscription { alarms { id message } }", json!({})).await;
+    sync(&mut stuck, &stuck_sub, &berth, &f.auth(), uid, 1).await;
+    let mut reader = Ws::open(berth.addr, Protocol::TransportWs, &auth).await;
+    let reader_sub = reader.subscribe("subscription { alarms { id } }", json!({})).await;
+    sync(&mut reader, &reader_sub, &berth, &f.auth(), uid, 1).await;
+
+    // The reader reads everything, concurrently with the burst.
+    let reading = tokio::spawn(async move {
+        let mut got = Vec::with_capacity(BURST);
+        let started = Instant::now();
+        while got.len() < BURST {
+            let data = reader.next_data(&reader_sub).await;
+            got.push(data["alarms"]["id"].as_i64().expect("alarm id"));
+        }
+        (got, started.elapsed())
+    });
+    let message = "m".repeat(32 * 1024);
+    let started = Instant::now();
+    let ids = raise_many(&berth, &f.auth(), uid, &message, BURST, 100).await;
+    let raised_in = started.elapsed();
+    let (got, read_in) = tokio::time::timeout(Duration::from_secs(120), reading)
+        .await
+        .expect("the reading subscriber did not get the burst in time")
+        .expect("reader task");
+    eprintln!("raised {BURST} alarms in {raised_in:?}; the reader had them all after {read_in:?}");
+    assert_eq!(got, ids, "the reading subscriber gets every alarm, in order");
+
+    // Now the stuck one reads: what was queued for it, then the lag error, then complete.
+    let mut delivered = 0usize;
+    let mut previous = 0i64;
+    let lagged = loop {
+        let m = stuck.message_for(&stuck_sub).await;
+        assert_eq!(m["type"], "next", "{m}");
+        if let Some(errors) = m["payload"].get("errors") {
+            break errors.clone();
+        }
+        let id = m["payload"]["data"]["alarms"]["id"].as_i64().expect("alarm id");
+        assert!(id > previous, "alarms arrive in order");
+        previous = id;
+        delivered += 1;
+    };
+    eprintln!("the stuck subscriber got {delivered} alarms before the lag error: {lagged}");
+    assert_eq!(lagged[0]["extensions"]["code"], "SUBSCRIBER_LAGGED", "{lagged}");
+    assert!(delivered < BURST, "it got all {delivered}: it was never behind, the test proves nothing");
+    assert_eq!(stuck.message_for(&stuck_sub).await["type"], "complete");
+
+    // The connection itself is still fine: a new subscription works.
+    let again = stuck.subscribe("subscription { alarms { id } }", json!({})).await;
+    sync(&mut stuck, &again, &berth, &f.auth(), uid, 1).await;
+    stuck.close().await;
+}
+
+// 7. Close and reconnect with the same credentials: subscribe and receive again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_with_the_same_credentials() {
+    let berth = Berth::start().await;
+    let (g, uid) = customer_with_container(&berth, "gina").await;
+    for protocol in Protocol::ALL {
+        for round in 0..3 {
+            let mut ws = Ws::open(berth.addr, protocol, &authorization(&g.auth())).await;
+            let sub = ws.subscribe(ALARMS, json!({})).await;
+            sync(&mut ws, &sub, &berth, &g.auth(), uid, 1).await;
+            let message = format!("round {round}");
+            let id = raise(&berth, g.auth(), uid, &message, 1).await;
+            assert_alarm(&ws.next_data(&sub).await, id, uid, &message);
+            if round == 1 {
+                // Dropped without a close handshake this time.
+                drop(ws);
+            } else {
+                ws.close().await;
+            }
+        }
+    }
+}
+
+// 8. Container events: an update and a reboot of a container reach its owner's
+// `containerEvents(container:)`, with the kind and the (bumped) generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_events_follow_updates_and_reboots() {
+    let berth = Berth::start().await;
+    let (h, uid) = customer_with_container(&berth, "hank").await;
+    let (other, other_uid) = customer_with_container(&berth, "ivan").await;
+    let reboot = "mutation($u: Int!) { updateContainer(uid: $u, input: { reboot: true }) { uid generation } }";
+    for protocol in Protocol::ALL {
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&h.auth())).await;
+        let sub = ws
+            .subscribe("subscription($c: Int) { containerEvents(container: $c) { container kind generation state } }", json!({ "c": uid }))
+            .await;
+        sync_with(&mut ws, &sub, "/containerEvents/generation", || async {
+            let data = berth.gql_ok(h.auth(), reboot, json!({ "u": uid })).await;
+            data["updateContainer"]["generation"].clone()
+        })
+        .await;
+
+        // Someone else's reboot first: never seen.
+        berth.gql_ok(other.auth(), reboot, json!({ "u": other_uid })).await;
+        let rebooted = berth.gql_ok(h.auth(), reboot, json!({ "u": uid })).await;
+        let event = ws.next_data(&sub).await["containerEvents"].clone();
+        assert_eq!(event["container"], uid, "{event}");
+        assert_eq!(event["kind"], "RESTART", "{event}");
+        assert_eq!(event["generation"], rebooted["updateContainer"]["generation"], "{event}");
+        assert!(event["state"].is_null(), "{event}");
+
+        // A change without restart: UPDATED, generation unchanged.
+        let noted = berth
+            .gql_ok(
+                h.auth(),
+                "mutation($u: Int!) { updateContainer(uid: $u, input: { note: \"hello\" }) { uid generation } }",
+                json!({ "u": uid }),
+            )
+            .await;
+        let event = ws.next_data(&sub).await["containerEvents"].clone();
+        assert_eq!(event["kind"], "UPDATED", "{event}");
+        assert_eq!(event["generation"], noted["updateContainer"]["generation"], "{event}");
+        assert_eq!(event["generation"], rebooted["updateContainer"]["generation"], "{event}");
+        ws.close().await;
+    }
+}
+
+// 9. Two gateways on one PostgreSQL database: what is raised on one reaches subscribers on
+// the other (LISTEN/NOTIFY), both ways, still per tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_share_events_through_postgres() {
+    let Some(g1) = Berth::start_postgres().await else { return };
+    // A second `berth serve` on the same database (g1 owns the database and drops it last).
+    let g2 = Berth::start_with(Opts { database: Some(g1.database_url.clone()), ..Opts::default() }).await;
+    let (j, uid) = customer_with_container(&g1, "jane").await;
+    let (k, k_uid) = customer_with_container(&g1, "karl").await;
+
+    let mut on1 = Ws::open(g1.addr, Protocol::TransportWs, &authorization(&j.auth())).await;
+    let mut on2 = Ws::open(g2.addr, Protocol::LegacyWs, &authorization(&j.auth())).await;
+    let sub1 = on1.subscribe(ALARMS, json!({})).await;
+    let sub2 = on2.subscribe(ALARMS, json!({})).await;
+    // Probes raised on the *other* gateway: live means live across gateways.
+    sync(&mut on1, &sub1, &g2, &j.auth(), uid, 1).await;
+    sync(&mut on2, &sub2, &g1, &j.auth(), uid, 1).await;
+    // on1 has also seen g1's probes for on2 (same customer): one more alarm marks the end.
+    let mark = raise(&g2, j.auth(), uid, "mark", 1).await;
+    loop {
+        if on1.next_data(&sub1).await["alarms"]["id"] == mark {
+            break;
+        }
+    }
+    assert_eq!(on2.next_data(&sub2).await["alarms"]["id"], mark);
+
+    // Raised on gateway 2 → gateway 1 (and 2); another tenant's alarm in between is unseen.
+    raise(&g2, k.auth(), k_uid, "karl's", 1).await;
+    let from2 = raise(&g2, j.auth(), uid, "from gateway 2", 2).await;
+    assert_alarm(&on1.next_data(&sub1).await, from2, uid, "from gateway 2");
+    assert_alarm(&on2.next_data(&sub2).await, from2, uid, "from gateway 2");
+    // Raised on gateway 1 (through REST) → gateway 2.
+    raise(&g1, k.auth(), k_uid, "karl's again", 1).await;
+    let from1 = raise_rest(&g1, Some(&j.auth()), None, uid, "from gateway 1").await;
+    assert_alarm(&on2.next_data(&sub2).await, from1, uid, "from gateway 1");
+    assert_alarm(&on1.next_data(&sub1).await, from1, uid, "from gateway 1");
+
+    // Container events travel too.
+    let events = on2
+        .subscribe("subscription($c: Int) { containerEvents(container: $c) { container kind generation } }", json!({ "c": uid }))
+        .await;
+    let reboot = "mutation($u: Int!) { updateContainer(uid: $u, input: { reboot: true }) { generation } }";
+    // on2 also carries the alarms operation: probes here are reboots, which it does not see.
+    sync_with(&mut on2, &events, "/containerEvents/generation", || async {
+        g1.gql_ok(j.auth(), reboot, json!({ "u": uid })).await["updateContainer"]["generation"].clone()
+    })
+    .await;
+    let generation = g1.gql_ok(j.auth(), reboot, json!({ "u": uid })).await["updateContainer"]["generation"].clone();
+    let event = on2.next_data(&events).await["containerEvents"].clone();
+    assert_eq!(event["kind"], "RESTART", "{event}");
+    assert_eq!(event["generation"], generation, "{event}");
+
+    on1.close().await;
+    on2.close().await;
+    drop(g2);
+    drop(g1);
+}
+
+// 10. Queries and mutations over the socket run as over HTTP (the caller's DataLoaders:
+// `tags`, `server`), and every error carries `extensions.code`, as on `/graphql`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_over_the_socket_run_as_over_http() {
+    let berth = Berth::start().await;
+    let (l, uid) = customer_with_container(&berth, "lena").await;
+    let query = "query($u: Int!) { container(uid: $u) { uid tags server { name } } me { username } }";
+    let over_http = berth.gql_ok(l.auth(), query, json!({ "u": uid })).await;
+    for protocol in Protocol::ALL {
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&l.auth())).await;
+        let op = ws.subscribe(query, json!({ "u": uid })).await;
+        assert_eq!(ws.next_data(&op).await, over_http, "{}", protocol.name());
+        assert_eq!(ws.message_for(&op).await["type"], "complete");
+
+        let op = ws
+            .subscribe("mutation($u: Int!) { raiseAlarm(container: $u, message: \"over ws\") { id message } }", json!({ "u": uid }))
+            .await;
+        assert_eq!(ws.next_data(&op).await["raiseAlarm"]["message"], "over ws");
+        assert_eq!(ws.message_for(&op).await["type"], "complete");
+
+        for (bad, code) in [
+            ("subscription { alarms { nope } }", "BAD_USER_INPUT"),
+            ("subscription { alarms(level: \"x\") { id } }", "BAD_USER_INPUT"),
+            ("subscription {", "BAD_USER_INPUT"),
+            ("query { container(uid: 1) { uid } }", "NOT_FOUND"),
+        ] {
+            let op = ws.subscribe(bad, json!({})).await;
+            let errors = ws.expect_error(&op).await;
+            assert_eq!(errors[0]["extensions"]["code"], code, "{bad}: {errors}");
+        }
+        ws.close().await;
+    }
+}

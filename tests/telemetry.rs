@@ -1,0 +1,89 @@
+//! Telemetry as an operator sees it: Prometheus text at /metrics and OTLP traces sent to
+//! the standard OTEL_EXPORTER_OTLP_ENDPOINT (a real HTTP receiver on 127.0.0.1 here).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::post;
+use common::{Auth, Berth, Opts};
+use serde_json::json;
+
+async fn metrics_text(berth: &Berth) -> String {
+    berth.http().get(berth.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("metrics body")
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_operations_and_statements() {
+    let berth = Berth::start().await;
+    let kratos = berth.fixture_customer("kratos").await;
+    for _ in 0..3 {
+        berth.gql_ok(kratos.auth(), "query MeProbe { me { username } }", json!({})).await;
+    }
+    let text = metrics_text(&berth).await;
+    assert!(text.contains("# TYPE berth_http_requests counter"), "{text}");
+    let requests = sample(&text, r#"berth_http_requests_total{method="POST",route="/graphql",status="200"}"#);
+    assert!(requests.is_some_and(|n| n >= 3.0), "requests: {requests:?}\n{text}");
+    let operations = sample(&text, r#"berth_graphql_operation_duration_seconds_count{operation="MeProbe"}"#);
+    assert_eq!(operations, Some(3.0), "{text}");
+    let statements = sample(&text, "berth_sql_statements_total").expect("statement counter");
+    assert!(statements > 0.0);
+    assert!(text.contains("berth_graphql_open_subscriptions"), "{text}");
+    // Unmatched paths share one label instead of creating one series per path.
+    berth.http().get(berth.url("/no/such/path/12345")).send().await.unwrap();
+    let text = metrics_text(&berth).await;
+    assert!(!text.contains("12345"), "raw paths must not become labels");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_receiver() {
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let berth = Berth::start_with(Opts {
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ],
+        ..Opts::default()
+    })
+    .await;
+    let kratos = berth.fixture_customer("kratos").await;
+    berth.gql_ok(Auth::None, "query TelemetryProbe { news { content } }", json!({})).await;
+    berth
+        .gql_ok(kratos.auth(), "mutation SecretProbe($p: String!) { updateMe(input: { password: $p }) { username } }", json!({"p": "hunter2-secret"}))
+        .await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = received.lock().unwrap().join("\n");
+        if all.contains("graphql TelemetryProbe") && all.contains("graphql SecretProbe") {
+            assert!(all.contains("\"service.name\""), "resource names the service");
+            assert!(!all.contains("hunter2-secret"), "spans must not carry variables or query text");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no span for the operations arrived; got:\n{all}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(berth);
+    receiver.abort();
+}
