@@ -215,7 +215,7 @@ async fn trailing_slash_bodies_and_limits() {
         format!("custom_distros/{}", w.k1),
     ] {
         post(b, &p(&path), k, &over).await.expect(413, TOO_LARGE);
-        let r = raw(b, &format!("POST /api/{path} HTTP/1.1\r\n{auth}\r\nContent-Length: 70000"), over.as_bytes()).await;
+        let r = raw(b, &format!("POST /api/{path} HTTP/1.1\r\n{auth}\r\nContent-Length: {}", over.len()), over.as_bytes()).await;
         assert_eq!((r.status, r.text.as_str()), (413, TOO_LARGE), "{path}");
         let mut chunked = Vec::new();
         for piece in over.as_bytes().chunks(4096) {
@@ -690,14 +690,14 @@ async fn containers_create_update_and_no_delete() {
         (json!({"nofollow": 0}), true, ("nofollow", json!(false))),
         (json!({"custom_distros_storage": "True"}), true, ("custom_distros_storage", json!(true))),
         (json!({"distro": 1}), true, ("distro_name", json!("deb"))),
-        (json!({"memory": 600}), true, ("memory", json!(600))),
-        (json!({"storage": "1500"}), true, ("storage", json!(1500))),
+        (json!({"memory": 400}), true, ("memory", json!(400))),
+        (json!({"storage": "900"}), true, ("storage", json!(900))),
         (json!({"reboot": 0}), true, ("name", json!("my app.v2"))),
         (json!({"link": w.z1}), true, ("linked_to", json!([w.z1]))),
         (json!({"unlink": w.z1}), true, ("linked_to", json!([]))),
         (json!({"unknown_key": 1, "note": "n2"}), false, ("note", json!("n2"))),
         // Same values again: nothing restart-relevant changes.
-        (json!({"name": "my app.v2", "quota_threshold": 75, "memory": 600}), false, ("memory", json!(600))),
+        (json!({"name": "my app.v2", "quota_threshold": 75, "memory": 400}), false, ("memory", json!(400))),
     ] {
         let c = post(b, &path, k, &body.to_string()).await.expect_json(200);
         assert_eq!(c[check.0], check.1, "{body}: {c}");

@@ -566,3 +566,55 @@ async fn operations_over_the_socket_run_as_over_http() {
         ws.close().await;
     }
 }
+
+// 11. On PostgreSQL a burst far larger than `max_alarms` (here 1: each alarm is pruned by the
+// next one, often before a gateway heard of it) still reaches subscribers complete and in
+// order, on both gateways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_on_postgres_reaches_every_gateway_complete() {
+    let Some(g1) = Berth::start_postgres().await else { return };
+    let g2 = Berth::start_with(Opts { database: Some(g1.database_url.clone()), ..Opts::default() }).await;
+    let (m, uid) = customer_with_container(&g1, "mona").await;
+    sqlx::query("UPDATE containers SET max_alarms = 1 WHERE id = $1")
+        .bind(uid - 30_000)
+        .execute(g1.store().await.pool())
+        .await
+        .expect("set max_alarms");
+    let mut readers = Vec::new();
+    for gateway in [&g1, &g2] {
+        let mut ws = Ws::open(gateway.addr, Protocol::TransportWs, &authorization(&m.auth())).await;
+        let sub = ws.subscribe("subscription { alarms { id message } }", json!({})).await;
+        sync(&mut ws, &sub, gateway, &m.auth(), uid, 1).await;
+        readers.push((ws, sub));
+    }
+    // g1's reader also saw g2's probes: a mark raised now ends what came before.
+    let mark = raise(&g2, m.auth(), uid, "mark", 1).await;
+    for (ws, sub) in &mut readers {
+        while ws.next_data(sub).await["alarms"]["id"] != mark {}
+    }
+    const COUNT: usize = 400;
+    let readers: Vec<_> = readers
+        .into_iter()
+        .map(|(mut ws, sub)| {
+            tokio::spawn(async move {
+                let mut got = Vec::with_capacity(COUNT);
+                while got.len() < COUNT {
+                    let data = ws.next_data(&sub).await;
+                    assert_eq!(data["alarms"]["message"], "burst", "{data}");
+                    got.push(data["alarms"]["id"].as_i64().expect("alarm id"));
+                }
+                got
+            })
+        })
+        .collect();
+    let ids = raise_many(&g2, &m.auth(), uid, "burst", COUNT, 100).await;
+    for reader in readers {
+        let got = tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .expect("a subscriber did not get the burst in time")
+            .expect("reader task");
+        assert_eq!(got, ids, "every alarm of the burst, in order");
+    }
+    drop(g2);
+    drop(g1);
+}

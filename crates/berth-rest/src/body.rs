@@ -12,6 +12,11 @@ use crate::wire::{self, Reply};
 /// The reference's limit on request bodies.
 pub const MAX_BODY: usize = 65536;
 
+/// Oversized bodies up to this size are read to the end before the 413 goes out (a
+/// connection closed on unread data resets and loses the answer); beyond it the connection
+/// is simply closed after the answer.
+const DRAIN_LIMIT: usize = 1 << 20;
+
 /// The raw body, size-checked.
 pub struct RawBody(pub Bytes);
 
@@ -24,13 +29,18 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        let body: Body = req.into_body();
         if declared.is_some_and(|len| len > MAX_BODY as u64) {
+            // Read (and drop) a moderately oversized body before answering, so the client,
+            // still sending, gets the 413 instead of a connection reset.
+            if declared.is_some_and(|len| len <= DRAIN_LIMIT as u64) {
+                let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
+            }
             return Err(wire::too_large());
         }
-        let body: Body = req.into_body();
-        match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => Ok(RawBody(bytes)),
-            Err(_) => Err(wire::too_large()),
+        match axum::body::to_bytes(body, DRAIN_LIMIT).await {
+            Ok(bytes) if bytes.len() <= MAX_BODY => Ok(RawBody(bytes)),
+            _ => Err(wire::too_large()),
         }
     }
 }

@@ -140,6 +140,9 @@ async fn one(
             if body::is_falsy(&value) {
                 return wire::forbidden();
             }
+            if !value.is_object() {
+                return wire::bad_request();
+            }
             // Only `tags` is honoured: loopbox fields are immutable (delete and recreate).
             match value.get("tags") {
                 None => service.loopbox(&caller, id).await,

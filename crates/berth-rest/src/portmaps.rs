@@ -39,6 +39,10 @@ async fn portmappings(
             if body::is_falsy(&value) {
                 return wire::forbidden();
             }
+            // Q28 fixed: a body that is not an object is a bad request.
+            if !value.is_object() {
+                return wire::bad_request();
+            }
             if method == Method::DELETE {
                 let Some(id) = value.get("id").and_then(int_like) else {
                     return wire::forbidden();

@@ -1,11 +1,13 @@
 //! Authentication: HTTP basic with the customer's password, and bearer API tokens.
 //!
 //! Password checks are argon2id and deliberately slow, so they are guarded three ways:
-//! failed logins are rate-limited per username and per peer *before* any hashing; at most
-//! one hash per CPU runs at a time (on the blocking pool, never on the async workers); and a
-//! successful check is remembered for a short while, keyed by a keyed hash of the
-//! credentials, so a client sending basic auth on every request pays for one hash, not one
-//! per request.
+//! failed logins are rate-limited per username and per peer, and a user or peer over its
+//! limit is refused *before* any hashing (checked again after waiting for a hashing slot, so
+//! a queued burst drains without hashing); at most one hash per CPU runs at a time (on the
+//! blocking pool, never on the async workers); and a successful check is remembered for a
+//! short while under a keyed hash of the credentials, so a client sending basic auth on
+//! every request pays for one hash, not one per request. Only failures count: many
+//! customers behind one office address logging in correctly are never limited.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -52,8 +54,8 @@ impl Default for AuthConfig {
 }
 
 pub struct Authenticator {
-    per_user: DefaultKeyedRateLimiter<String>,
-    per_peer: DefaultKeyedRateLimiter<IpAddr>,
+    per_user: FailureLimit<String>,
+    per_peer: FailureLimit<IpAddr>,
     hashing: Semaphore,
     /// Random per process: cache keys are useless outside it.
     cache_key: [u8; 32],
@@ -74,8 +76,8 @@ impl Authenticator {
         rand::thread_rng().fill_bytes(&mut cache_key);
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Authenticator {
-            per_user: DefaultKeyedRateLimiter::keyed(quota(config.user_burst)),
-            per_peer: DefaultKeyedRateLimiter::keyed(quota(config.peer_burst)),
+            per_user: FailureLimit::new(quota(config.user_burst)),
+            per_peer: FailureLimit::new(quota(config.peer_burst)),
             hashing: Semaphore::new(cpus),
             cache_key,
             verified: Mutex::new(HashMap::new()),
@@ -119,21 +121,65 @@ impl Authenticator {
         self.verified.lock().expect("auth cache poisoned").retain(|_, (_, u, _)| u != username);
     }
 
-    /// Refuses before any hashing when this user or peer failed too often.
+    /// Refuses, without hashing, a user or peer that failed too often recently.
     fn admit(&self, username: &str, peer: IpAddr) -> Result<()> {
-        let limited = |e: governor::NotUntil<_>| Error::RateLimited {
-            retry_after_secs: e.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())).as_secs().max(1),
-        };
-        self.per_peer.check_key(&peer).map_err(limited)?;
-        self.per_user.check_key(&username.to_owned()).map_err(limited)?;
-        Ok(())
+        self.per_peer.check(&peer)?;
+        self.per_user.check(&username.to_owned())
     }
 
+    /// Counts one failed login against the user and the peer.
+    fn failed(&self, username: &str, peer: IpAddr) {
+        self.per_peer.record_failure(peer);
+        self.per_user.record_failure(username.to_owned());
+    }
+
+    /// Runs one argon2 verification on the blocking pool; the caller holds a hashing permit.
     async fn verify(&self, password: String, hash: String) -> Result<bool> {
-        let _permit = self.hashing.acquire().await.map_err(Error::internal)?;
         tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .map_err(Error::internal)
+    }
+}
+
+/// Failed logins per key: governor's GCRA counts failures, and a key whose failure was
+/// refused by it is blocked until governor would allow the next one. Checking is free; only
+/// failures consume quota (governor has no "peek", hence the blocked map).
+struct FailureLimit<K: std::hash::Hash + Eq + Clone> {
+    failures: DefaultKeyedRateLimiter<K>,
+    blocked: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> FailureLimit<K> {
+    fn new(quota: Quota) -> Self {
+        FailureLimit { failures: DefaultKeyedRateLimiter::keyed(quota), blocked: Mutex::new(HashMap::new()) }
+    }
+
+    fn check(&self, key: &K) -> Result<()> {
+        let mut blocked = self.blocked.lock().expect("login limiter poisoned");
+        match blocked.get(key) {
+            Some(until) if *until > Instant::now() => {
+                let wait = until.saturating_duration_since(Instant::now());
+                Err(Error::RateLimited { retry_after_secs: wait.as_secs().max(1) })
+            }
+            Some(_) => {
+                blocked.remove(key);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record_failure(&self, key: K) {
+        if let Err(not_until) = self.failures.check_key(&key) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let mut blocked = self.blocked.lock().expect("login limiter poisoned");
+            if blocked.len() > 100_000 {
+                let now = Instant::now();
+                blocked.retain(|_, until| *until > now);
+                self.failures.retain_recent();
+            }
+            blocked.insert(key, Instant::now() + wait);
+        }
     }
 }
 
@@ -204,20 +250,29 @@ impl Service {
             Some(c) => (c.password_hash.clone(), Some(c)),
             None => (auth.dummy_hash.clone(), None),
         };
-        let ok = auth.verify(password.to_owned(), hash).await?;
+        let ok = {
+            let _permit = auth.hashing.acquire().await.map_err(Error::internal)?;
+            // Failures recorded while this request waited for a slot count too.
+            auth.admit(username, peer)?;
+            auth.verify(password.to_owned(), hash).await?
+        };
         match account {
             Some(c) if ok && c.active => {
                 auth.remember(slot, c.customer_id, username);
                 Ok(Caller { customer_id: c.customer_id })
             }
-            _ => Err(Error::Unauthenticated),
+            _ => {
+                auth.failed(username, peer);
+                Err(Error::Unauthenticated)
+            }
         }
     }
 
     /// Checks a bearer API token in constant time against the stored hash.
     pub async fn authenticate_token(&self, token: &str, peer: IpAddr) -> Result<Caller> {
+        self.auth.per_peer.check(&peer)?;
         let Some((id, secret)) = parse_token(token) else {
-            self.auth.per_peer.check_key(&peer).map_err(|_| Error::RateLimited { retry_after_secs: 1 })?;
+            self.auth.per_peer.record_failure(peer);
             return Err(Error::Unauthenticated);
         };
         let mut conn = self.store.read().await?;
@@ -237,7 +292,7 @@ impl Service {
                 Ok(Caller { customer_id })
             }
             _ => {
-                self.auth.per_peer.check_key(&peer).map_err(|_| Error::RateLimited { retry_after_secs: 1 })?;
+                self.auth.per_peer.record_failure(peer);
                 Err(Error::Unauthenticated)
             }
         }

@@ -4,8 +4,10 @@
 //! PostgreSQL several gateways share the database, so events travel through
 //! `LISTEN/NOTIFY`: publishing is a `NOTIFY`, and every gateway (the publisher included)
 //! hears it on its listener and rebroadcasts it locally. NOTIFY payloads are capped at
-//! 8000 bytes, so an alarm travels as a reference and each gateway loads it from the
-//! database.
+//! 8000 bytes: an event that does not fit travels in parts, all sent in one transaction
+//! (PostgreSQL queues a transaction's notifications together, in order) and put together by
+//! each listener. Events always travel whole, never as a reference to a row: an alarm may be
+//! pruned (`max_alarms`) before a gateway could load it, and its subscribers must still get it.
 //!
 //! Subscribers get a `broadcast::Receiver`: the queue is bounded, a slow subscriber never
 //! delays the others, and one that falls behind sees `RecvError::Lagged` (the front door
@@ -74,7 +76,82 @@ impl EventBus for LocalBus {
 #[serde(tag = "via", rename_all = "snake_case")]
 enum Wire {
     Inline { event: Event },
+    /// Sent by earlier versions; still understood (a pruned alarm is then lost).
     AlarmRef { customer_id: i64, alarm_id: i64 },
+    /// Part `index` of `count` of the text of an `Inline` too large for one payload.
+    Part { id: u64, index: u32, count: u32, text: String },
+}
+
+/// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7999;
+/// Bytes of JSON text per part. The text is JSON already (no raw control characters), so
+/// quoting it again at most doubles it: a part stays well under `MAX_PAYLOAD`.
+const PART: usize = 3800;
+
+/// The payloads that carry `event`: one, or its parts in order.
+fn payloads(event: Event) -> serde_json::Result<Vec<String>> {
+    let whole = serde_json::to_string(&Wire::Inline { event })?;
+    if whole.len() <= MAX_PAYLOAD {
+        return Ok(vec![whole]);
+    }
+    let mut chunks = Vec::new();
+    let mut rest = whole.as_str();
+    while !rest.is_empty() {
+        let mut end = PART.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        chunks.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    let id = rand_id();
+    let count = chunks.len() as u32;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, text)| serde_json::to_string(&Wire::Part { id, index: index as u32, count, text: text.to_owned() }))
+        .collect()
+}
+
+/// An id for the parts of one event: unique enough among events in flight at once.
+fn rand_id() -> u64 {
+    let uuid = uuid::Uuid::new_v4();
+    let (high, _) = uuid.as_u64_pair();
+    high
+}
+
+/// Puts events sent in parts back together. A transaction's notifications arrive together
+/// and in order, so only one event is ever in progress; anything out of place is dropped.
+#[derive(Default)]
+struct Reassembly {
+    current: Option<(u64, u32, String)>,
+}
+
+impl Reassembly {
+    /// The whole `Inline` text once its last part arrived.
+    fn add(&mut self, id: u64, index: u32, count: u32, text: &str) -> Option<String> {
+        if index == 0 {
+            if self.current.is_some() {
+                tracing::warn!("dropping an incomplete event notification");
+            }
+            self.current = Some((id, 0, String::new()));
+        }
+        match &mut self.current {
+            Some((current, next, buffer)) if *current == id && *next == index => {
+                buffer.push_str(text);
+                *next += 1;
+            }
+            _ => {
+                tracing::warn!("dropping an event notification part out of order");
+                self.current = None;
+                return None;
+            }
+        }
+        if index + 1 == count {
+            return self.current.take().map(|(_, _, whole)| whole);
+        }
+        None
+    }
 }
 
 pub struct PgBus {
@@ -91,15 +168,18 @@ impl PgBus {
         let bus = PgBus { store: store.clone(), local: LocalBus::new() };
         let tx = bus.local.tx.clone();
         tokio::spawn(async move {
+            let mut parts = Reassembly::default();
             loop {
                 match listener.recv().await {
                     Ok(note) => {
-                        if let Some(event) = decode(&store, note.payload()).await {
+                        if let Some(event) = decode(&store, &mut parts, note.payload()).await {
                             let _ = tx.send(Arc::new(event));
                         }
                     }
                     Err(e) => {
-                        // PgListener reconnects by itself on the next recv.
+                        // PgListener reconnects by itself on the next recv; what was in
+                        // flight is lost.
+                        parts = Reassembly::default();
                         tracing::warn!(error = %e, "event listener lost its connection");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
@@ -110,9 +190,19 @@ impl PgBus {
     }
 }
 
-async fn decode(store: &Store, payload: &str) -> Option<Event> {
+async fn decode(store: &Store, parts: &mut Reassembly, payload: &str) -> Option<Event> {
     match serde_json::from_str::<Wire>(payload) {
         Ok(Wire::Inline { event }) => Some(event),
+        Ok(Wire::Part { id, index, count, text }) => {
+            let whole = parts.add(id, index, count, &text)?;
+            match serde_json::from_str::<Wire>(&whole) {
+                Ok(Wire::Inline { event }) => Some(event),
+                _ => {
+                    tracing::warn!("ignoring a malformed event sent in parts");
+                    None
+                }
+            }
+        }
         Ok(Wire::AlarmRef { customer_id, alarm_id }) => {
             let mut conn = store.read().await.ok()?;
             // Gone already (pruned or deleted): nothing to announce.
@@ -126,23 +216,29 @@ async fn decode(store: &Store, payload: &str) -> Option<Event> {
     }
 }
 
+/// Sends the payloads of one event; parts in one transaction, so PostgreSQL queues them
+/// together and in order.
+async fn notify(store: &Store, payloads: Vec<String>) -> Result<(), sqlx::Error> {
+    const SQL: &str = "SELECT pg_notify($1, $2)";
+    if let [payload] = payloads.as_slice() {
+        sqlx::query(SQL).bind(CHANNEL).bind(payload.as_str()).execute(store.pool()).await?;
+        return Ok(());
+    }
+    let mut tx = store.pool().begin().await?;
+    for payload in payloads {
+        sqlx::query(SQL).bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
 #[async_trait]
 impl EventBus for PgBus {
     async fn publish(&self, event: Event) {
-        let wire = match event {
-            Event::Alarm { customer_id, alarm } => Wire::AlarmRef { customer_id, alarm_id: alarm.id },
-            event => Wire::Inline { event },
-        };
-        let payload = match serde_json::to_string(&wire) {
+        let payloads = match payloads(event) {
             Ok(p) => p,
             Err(e) => return tracing::error!(error = %e, "cannot encode an event"),
         };
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(self.store.pool())
-            .await
-        {
+        if let Err(e) = notify(&self.store, payloads).await {
             tracing::error!(error = %e, "cannot publish an event");
         }
     }

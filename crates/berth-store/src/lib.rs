@@ -82,6 +82,18 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::BadUrl(format!("{}: {e}", redact(&url))))?;
+        // One direct attempt first: a pool only reports "timed out" after retrying, which
+        // hides why (refused, bad password, not a database file).
+        {
+            use sqlx::Connection as _;
+            let mut probe = sqlx::AnyConnection::connect_with(&options)
+                .await
+                .map_err(|e| StoreError::Connect(format!("{}: {e}", redact(&url))))?;
+            if engine == Engine::Sqlite {
+                probe.execute("PRAGMA schema_version").await.map_err(|e| StoreError::Connect(format!("{}: {e}", redact(&url))))?;
+            }
+            let _ = probe.close().await;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))

@@ -1,6 +1,7 @@
 //! `berth serve` flags of alarm delivery and the start of its background worker.
 
-use clap::Args;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args};
 
 use berth_service::delivery::{Delivery, DeliveryConfig, DEFAULT_PUSHBULLET_URL, DEFAULT_PUSHOVER_URL};
 
@@ -15,14 +16,14 @@ pub struct DeliveryArgs {
     pub pushbullet_url: String,
     /// Let customer webhooks (slack_webhook, webhook_url) reach loopback, private and
     /// link-local addresses. Off by default: those URLs could probe the operator's network.
-    #[arg(long = "allow-private-webhooks", env = "BERTH_ALLOW_PRIVATE_WEBHOOKS")]
+    #[arg(long = "allow-private-webhooks", env = "BERTH_ALLOW_PRIVATE_WEBHOOKS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub allow_private_webhooks: bool,
     /// XMPP server (host:port) every alarm login connects to, instead of the JID's domain.
     #[arg(long = "xmpp-server", env = "BERTH_XMPP_SERVER")]
     pub xmpp_server: Option<String>,
     /// Allow XMPP logins without TLS when the server offers no STARTTLS (tests only: the
     /// customer's password would cross the network in clear).
-    #[arg(long = "xmpp-allow-plaintext", env = "BERTH_XMPP_ALLOW_PLAINTEXT")]
+    #[arg(long = "xmpp-allow-plaintext", env = "BERTH_XMPP_ALLOW_PLAINTEXT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub xmpp_allow_plaintext: bool,
 }
 

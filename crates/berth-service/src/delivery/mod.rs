@@ -317,7 +317,7 @@ impl DeliveryWorker {
         tx.commit().await?;
         if !claimed {
             self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(alarm = job.alarm.id, container = container.uid(), "alarm not delivered: alarm_freq");
+            tracing::info!(alarm = job.alarm.id, container = container.uid(), alarm_freq = container.alarm_freq, "alarm delivery skipped: alarm_freq");
             return Ok(None);
         }
         let note = Notification {
