@@ -431,3 +431,214 @@ async fn gateways_on_one_postgres_agree_on_alarm_freq() {
     assert_eq!(receiver.requests("/slack").len(), 1, "{got:?}");
     drop(two);
 }
+
+/// A prosody XMPP server of the test's own: config, data and log in a temp dir, c2s on a
+/// free port of 127.0.0.1, no s2s, no HTTP. Killed (its pid only) and removed on drop.
+struct Prosody {
+    child: tokio::process::Child,
+    port: u16,
+    config: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+const XMPP_HOST: &str = "berth.test";
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+impl Prosody {
+    /// `None` (skip) when prosody is not installed, unless `BERTH_REQUIRE_ALL=1`.
+    async fn start() -> Option<Prosody> {
+        if !on_path("prosody") || !on_path("prosodyctl") {
+            assert!(
+                std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"),
+                "BERTH_REQUIRE_ALL=1 but prosody is not installed (apt-get install prosody)"
+            );
+            eprintln!("skipping XMPP test: prosody not installed");
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("berth-prosody-").tempdir().unwrap();
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let path = |p: &str| dir.path().join(p).display().to_string();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        // Test-only settings: no TLS (no certificate), plain authentication in clear.
+        let config = format!(
+            r#"run_as_root = true
+pidfile = "{pid}"
+data_path = "{data}"
+certificates = "{certs}"
+interfaces = {{ "127.0.0.1" }}
+c2s_interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+s2s_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "offline"; }}
+modules_disabled = {{ "s2s" }}
+authentication = "internal_plain"
+storage = "internal"
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+log = {{ debug = "{log}" }}
+VirtualHost "{XMPP_HOST}"
+"#,
+            pid = path("prosody.pid"),
+            data = path("data"),
+            certs = path("certs"),
+            log = path("prosody.log"),
+        );
+        let config_path = dir.path().join("prosody.cfg.lua");
+        std::fs::write(&config_path, config).unwrap();
+        let mut prosody_child = None;
+        for (user, password) in [("sender", "pw-sender"), ("dest1", "pw-1"), ("dest2", "pw-2")] {
+            let out = tokio::process::Command::new("prosodyctl")
+                .arg("--config")
+                .arg(&config_path)
+                .args(["register", user, XMPP_HOST, password])
+                .output()
+                .await
+                .expect("run prosodyctl");
+            assert!(out.status.success(), "prosodyctl register {user}: {out:?}");
+        }
+        let child = tokio::process::Command::new("prosody")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("-F")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn prosody");
+        prosody_child.replace(child);
+        let prosody = Prosody {
+            child: prosody_child.take().unwrap(),
+            port,
+            config: config_path,
+            dir,
+        };
+        let started = tokio::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "prosody did not listen on {port}; its log:\n{}",
+                std::fs::read_to_string(prosody.dir.path().join("prosody.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some(prosody)
+    }
+
+    /// The offline messages prosody stored for `user` (they were never online), as raw text.
+    fn offline_store(&self, user: &str) -> String {
+        fn walk(dir: &std::path::Path, user: &str, out: &mut String) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, user, out);
+                } else if path.to_string_lossy().contains("offline")
+                    && path.file_stem().is_some_and(|s| s.to_string_lossy() == user)
+                {
+                    out.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+                }
+            }
+        }
+        let mut out = String::new();
+        walk(&self.dir.path().join("data"), user, &mut out);
+        out
+    }
+
+    async fn wait_offline(&self, user: &str, needle: &str) -> String {
+        let started = tokio::time::Instant::now();
+        loop {
+            let stored = self.offline_store(user);
+            if stored.contains(needle) {
+                return stored;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{user} got no message with {needle:?}; stored: {stored:?}; prosody log:\n{}",
+                std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        // The pid this test spawned, nothing else; then wait so the temp dir goes last.
+        let _ = self.child.start_kill();
+        if let Some(pid) = self.child.id() {
+            for _ in 0..200 {
+                match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                    Ok(stat) if !stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let _ = &self.config;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_messages_reach_every_destination() {
+    let Some(prosody) = Prosody::start().await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut options = opts(&receiver, false);
+    options.args.extend([
+        "--xmpp-server".to_owned(),
+        format!("127.0.0.1:{}", prosody.port),
+        "--xmpp-allow-plaintext".to_owned(),
+    ]);
+    let berth = Berth::start_with(options).await;
+    let (kratos, uid) = customer_with_container(&berth, "kratos").await;
+    update(
+        &berth,
+        &kratos,
+        uid,
+        json!({
+            "jid": format!("sender@{XMPP_HOST}"),
+            "jidSecret": "pw-sender",
+            "jidDestinations": format!("dest1@{XMPP_HOST}, dest2@{XMPP_HOST}"),
+        }),
+    )
+    .await;
+    let name = container_name(&berth, &kratos, uid).await;
+    let id = raise(&berth, &kratos, uid, "oom killer <fired> & restarted").await;
+    for user in ["dest1", "dest2"] {
+        let stored = prosody.wait_offline(user, "oom killer <fired> & restarted").await;
+        assert!(stored.contains(&name), "{stored}");
+        assert!(stored.contains(&format!("sender@{XMPP_HOST}")), "{stored}");
+    }
+    wait_log(&berth, &["alarm delivered", "channel=xmpp", &format!("alarm={id}")], 1).await;
+
+    // A wrong password fails for good: logged, not retried, nothing sent.
+    let (zeus, zuid) = customer_with_container(&berth, "zeus").await;
+    update(
+        &berth,
+        &zeus,
+        zuid,
+        json!({
+            "jid": format!("sender@{XMPP_HOST}"),
+            "jidSecret": "wrong",
+            "jidDestinations": format!("dest1@{XMPP_HOST}"),
+        }),
+    )
+    .await;
+    let bad = raise(&berth, &zeus, zuid, "never sent").await;
+    let failed = wait_log(&berth, &["alarm not delivered", "channel=xmpp", &format!("alarm={bad}")], 1).await;
+    assert!(failed[0].contains("authentication failed") && failed[0].contains("attempt=1"), "{failed:?}");
+    assert!(!prosody.offline_store("dest1").contains("never sent"));
+}

@@ -152,7 +152,7 @@ impl Service {
         first: Option<i64>,
         after: Option<(i64, i64)>,
     ) -> Result<AlarmSlice> {
-        let limit = crate::domains::page_size(first)?;
+        let limit = crate::containers::page_size(first)? as i64;
         let mut conn = self.store.read().await?;
         let container_id = self.filter_container(&mut conn, caller, filter).await?;
         let q = self.alarm_query(caller, filter, container_id);

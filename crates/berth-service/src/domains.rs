@@ -24,16 +24,6 @@ pub struct DomainPage {
     pub has_next: bool,
 }
 
-/// Largest page a list returns.
-pub const MAX_PAGE: i64 = 100;
-
-pub(crate) fn page_size(first: Option<i64>) -> Result<i64> {
-    match first {
-        None => Ok(MAX_PAGE),
-        Some(n) if (0..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(Error::bad_input("first", format!("must be between 0 and {MAX_PAGE}"))),
-    }
-}
 
 impl Service {
     /// The customer's domains in id order after `after`, carrying any of `tags` when given.
@@ -44,7 +34,7 @@ impl Service {
         first: Option<i64>,
         after: Option<i64>,
     ) -> Result<DomainPage> {
-        let limit = page_size(first)?;
+        let limit = crate::containers::page_size(first)? as i64;
         let mut conn = self.store.read().await?;
         let mut rows = domains::page(&mut conn, caller.customer_id, tags, after, limit + 1).await?;
         let has_next = rows.len() as i64 > limit;

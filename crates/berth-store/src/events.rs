@@ -247,3 +247,88 @@ impl EventBus for PgBus {
         self.local.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_model::Alarm;
+
+    use super::*;
+
+    fn alarm(msg: String) -> Event {
+        Event::Alarm {
+            customer_id: 7,
+            alarm: Alarm {
+                id: 42,
+                container_id: 3,
+                unix: 1_700_000_000,
+                level: 2,
+                color: "#ff0000".into(),
+                msg,
+                line: Some(10),
+                func: None,
+                filename: Some("app.py".into()),
+                class: None,
+                vassal: None,
+            },
+        }
+    }
+
+    /// What a listener makes of the payloads, in order.
+    fn hear(payloads: &[String]) -> Vec<Event> {
+        let mut parts = Reassembly::default();
+        let mut events = Vec::new();
+        for payload in payloads {
+            match serde_json::from_str::<Wire>(payload).expect("a wire message") {
+                Wire::Inline { event } => events.push(event),
+                Wire::Part { id, index, count, text } => {
+                    if let Some(whole) = parts.add(id, index, count, &text) {
+                        match serde_json::from_str::<Wire>(&whole).expect("whole") {
+                            Wire::Inline { event } => events.push(event),
+                            _ => panic!("parts must make an inline event"),
+                        }
+                    }
+                }
+                Wire::AlarmRef { .. } => panic!("alarms travel whole"),
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn every_event_travels_whole_in_payloads_postgres_accepts() {
+        let worst = [
+            String::new(),
+            "x".repeat(100),
+            "x".repeat(MAX_PAYLOAD),
+            "\"\\".repeat(32 * 1024),
+            "\u{0}\u{1f}\n\t".repeat(16 * 1024),
+            "é€😀".repeat(7000),
+        ];
+        for msg in worst {
+            let event = alarm(msg.clone());
+            let payloads = payloads(event.clone()).expect("encode");
+            for p in &payloads {
+                assert!(p.len() <= MAX_PAYLOAD, "a payload of {} bytes", p.len());
+            }
+            if msg.len() < 1000 {
+                assert_eq!(payloads.len(), 1, "a small event is one notification");
+            }
+            assert_eq!(hear(&payloads), vec![event], "message of {} bytes", msg.len());
+        }
+    }
+
+    #[test]
+    fn parts_out_of_place_are_dropped_not_mixed() {
+        let a = payloads(alarm("a".repeat(20_000))).unwrap();
+        let b = payloads(alarm("b".repeat(20_000))).unwrap();
+        assert!(a.len() > 2);
+        // A listener that lost the tail of `a` (reconnect) then hears all of `b`.
+        let mut heard: Vec<String> = a[..2].to_vec();
+        heard.extend(b.iter().cloned());
+        assert_eq!(hear(&heard), vec![alarm("b".repeat(20_000))]);
+        // A part missing in the middle: nothing, and the next event still comes through.
+        let mut heard: Vec<String> = a.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, p)| p.clone()).collect();
+        heard.extend(b.iter().cloned());
+        assert_eq!(hear(&heard), vec![alarm("b".repeat(20_000))]);
+    }
+}
