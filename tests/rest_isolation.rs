@@ -117,7 +117,16 @@ async fn same_as_unknown(w: &World, method: &str, foreign: &str, unknown: &str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zeus_sees_and_changes_nothing_of_kratos() {
-    let w = world().await;
+    zeus_sees_and_changes_nothing(world().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeus_sees_and_changes_nothing_of_kratos_postgres() {
+    let Some(b) = common::Berth::start_postgres().await else { return };
+    zeus_sees_and_changes_nothing(rest_common::world_on(b).await).await;
+}
+
+async fn zeus_sees_and_changes_nothing(w: World) {
     let b = &w.berth;
     let z = &w.z;
     let kr = setup(&w).await;

@@ -263,7 +263,8 @@ async fn news_public_and_private() {
     let hex = |s: &str| s.bytes().map(|c| format!("{c:02x}")).collect::<String>();
     let r = call_with(b, "GET", &p("news"), &Auth::None, None, &[("X-uwsgi-it-username", &hex("zeus")), ("X-uwsgi-it-password", &hex(&w.zeus.password))]).await;
     assert_eq!(contents(r.expect_json(200)).len(), 2);
-    // Any method behaves like GET.
+    // Any method behaves like GET; OPTIONS on news is no pre-flight (§2.3).
+    assert_eq!(contents(send(b, "OPTIONS", &p("news"), &Auth::None).await.expect_json(200)), ["public one"]);
     assert_eq!(contents(send(b, "POST", &p("news"), &Auth::None).await.expect_json(200)), ["public one"]);
 }
 
@@ -291,6 +292,9 @@ async fn alarms_listing_range_and_raise() {
     };
     assert_eq!(msgs(&list("").await.expect_json(200)), ["a9", "a8", "a7", "a6", "a5", "a4", "a3", "a2", "a1", "a0"]);
     assert_eq!(msgs(&list("?range=3").await.expect_json(200)), ["a9", "a8", "a7"]);
+    // A repeated key: the last value wins (§1.3).
+    assert_eq!(msgs(&list("?range=1&range=2").await.expect_json(200)), ["a9", "a8"]);
+    assert!(python_separators(&list("?range=2").await.text));
     assert_eq!(msgs(&list("?range=3-6").await.expect_json(200)), ["a6", "a5", "a4"]);
     assert_eq!(msgs(&list("?range=6-3").await.expect_json(200)), ["a3", "a4", "a5"], "Q21 replicated");
     assert_eq!(msgs(&list("?range=0").await.expect_json(200)), Vec::<String>::new());

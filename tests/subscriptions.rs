@@ -512,6 +512,12 @@ async fn two_gateways_share_events_through_postgres() {
     assert_alarm(&on2.next_data(&sub2).await, from1, uid, "from gateway 1");
     assert_alarm(&on1.next_data(&sub1).await, from1, uid, "from gateway 1");
 
+    // An alarm too large for one NOTIFY payload (8000 bytes) arrives whole.
+    let large: String = "äöü \"quoted\" \\ ".repeat(2000);
+    let big = raise(&g2, j.auth(), uid, &large, 1).await;
+    assert_alarm(&on1.next_data(&sub1).await, big, uid, &large);
+    assert_alarm(&on2.next_data(&sub2).await, big, uid, &large);
+
     // Container events travel too.
     let events = on2
         .subscribe("subscription($c: Int) { containerEvents(container: $c) { container kind generation } }", json!({ "c": uid }))
@@ -617,4 +623,31 @@ async fn a_burst_on_postgres_reaches_every_gateway_complete() {
     }
     drop(g2);
     drop(g1);
+}
+
+// 12. A connection that never sends connection_init is closed (graphql-transport-ws: 4408
+// after the server's init timeout, 10 s); one that did is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_init_is_closed_in_time() {
+    let berth = Berth::start().await;
+    let (n, uid) = customer_with_container(&berth, "nina").await;
+    let mut acked = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&n.auth())).await;
+    let mut silent: Vec<Ws> = Vec::new();
+    for protocol in Protocol::ALL {
+        silent.push(Ws::connect(berth.addr, protocol).await);
+    }
+    let started = Instant::now();
+    for ws in &mut silent {
+        match ws.frame_within(Duration::from_secs(40)).await {
+            Some(Frame::Close(Some((code, _)))) => assert_eq!(code, 4408, "{}", ws.protocol.name()),
+            other => panic!("{}: expected close 4408, got {other:?}", ws.protocol.name()),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(5), "closed too early: {:?}", started.elapsed());
+    // The acknowledged connection outlived the timeout and still works.
+    let sub = acked.subscribe(ALARMS, json!({})).await;
+    sync(&mut acked, &sub, &berth, &n.auth(), uid, 1).await;
+    let id = raise(&berth, n.auth(), uid, "still here", 1).await;
+    assert_alarm(&acked.next_data(&sub).await, id, uid, "still here");
+    acked.close().await;
 }

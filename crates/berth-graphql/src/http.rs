@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::extract::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -54,62 +54,101 @@ async fn post_graphql(
     execute(&state, peer, &headers, request).await
 }
 
+/// How long a WebSocket may stay open without a successful `connection_init`.
+pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `/graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`. Credentials
 /// arrive in the `connection_init` payload as `{"Authorization": "Basic …" | "Bearer …"}`
 /// (key matched case-insensitively); a bad or missing one ends the connection with the
 /// protocol's error before any operation runs: `connection_error` on `graphql-ws`, close
 /// 4403 Forbidden on `graphql-transport-ws` (an operation before `connection_init`: 4401,
-/// an invalid message: 4400). Every operation on the socket runs like one over HTTP: with
-/// the caller's per-request DataLoaders, every error carrying `extensions.code`.
+/// an invalid message: 4400). A connection not acknowledged within [`WS_INIT_TIMEOUT`] is
+/// closed with 4408. Every operation on the socket runs like one over HTTP: with the
+/// caller's per-request DataLoaders, every error carrying `extensions.code`.
 async fn websocket(
     State(state): State<GraphqlState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    protocol: GraphQLProtocol,
+    // Rejects an upgrade offering neither protocol (400).
+    _protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let transport_ws = speaks_transport_ws(&headers);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            use futures::{SinkExt as _, StreamExt as _};
-            let service = state.service.clone();
-            let executor = WsExecutor {
-                schema: state.schema.clone(),
-                service: state.service.clone(),
-                caller: Default::default(),
-            };
-            let authenticated = executor.caller.clone();
-            let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let refused_by_init = refused.clone();
-            let (sink, stream) = socket.split();
-            let sink = sink.with(move |message| {
-                let message = if transport_ws { transport_ws_close(message, &refused) } else { message };
-                std::future::ready(Ok::<_, axum::Error>(message))
-            });
-            GraphQLWebSocket::new_with_pair(sink, stream, executor, protocol)
-                .on_connection_init(move |payload| async move {
-                    let authenticated_caller = async {
-                        let presented = authorization_in(&payload)
-                            .and_then(Presented::from_authorization)
-                            .ok_or(Error::Unauthenticated)?;
-                        service.authenticate(&presented, peer.ip()).await
-                    };
-                    match authenticated_caller.await {
-                        Ok(caller) => {
-                            let _ = authenticated.set(caller);
-                            let mut data = async_graphql::Data::default();
-                            data.insert(caller);
-                            Ok(data)
-                        }
-                        Err(e) => {
-                            refused_by_init.store(true, std::sync::atomic::Ordering::SeqCst);
-                            Err(crate::gql_error(e))
-                        }
-                    }
-                })
-                .serve()
+        .on_upgrade(move |socket| serve_websocket(socket, state, peer, transport_ws))
+}
+
+/// One WebSocket connection, from `connection_init` to its end. Written out (instead of
+/// `GraphQLWebSocket::serve`) for the init timeout and the protocol's close codes.
+async fn serve_websocket(socket: axum::extract::ws::WebSocket, state: GraphqlState, peer: SocketAddr, transport_ws: bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use async_graphql::http::{WebSocketProtocols, WsMessage};
+    use axum::extract::ws::{CloseFrame, Message};
+    use futures::{SinkExt as _, StreamExt as _};
+
+    let protocol = if transport_ws { WebSocketProtocols::GraphQLWS } else { WebSocketProtocols::SubscriptionsTransportWS };
+    let service = state.service.clone();
+    let executor = WsExecutor { schema: state.schema.clone(), service: state.service.clone(), caller: Default::default() };
+    let authenticated = executor.caller.clone();
+    let acknowledged = executor.caller.clone();
+    let refused = Arc::new(AtomicBool::new(false));
+    let refused_by_init = refused.clone();
+
+    let (mut sink, stream) = socket.split();
+    // Text and binary frames are protocol messages; a read error ends the connection.
+    let input = stream.take_while(|frame| std::future::ready(frame.is_ok())).filter_map(|frame| {
+        std::future::ready(match frame {
+            Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
+            _ => None,
         })
+    });
+    let output = async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(move |payload| async move {
+        let caller = async {
+            let presented = authorization_in(&payload).and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
+            service.authenticate(&presented, peer.ip()).await
+        };
+        match caller.await {
+            Ok(caller) => {
+                let _ = authenticated.set(caller);
+                let mut data = async_graphql::Data::default();
+                data.insert(caller);
+                Ok(data)
+            }
+            Err(e) => {
+                refused_by_init.store(true, Ordering::SeqCst);
+                Err(crate::gql_error(e))
+            }
+        }
+    });
+    futures::pin_mut!(output);
+    let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
+    tokio::pin!(init_deadline);
+    loop {
+        let message = tokio::select! {
+            message = output.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            _ = &mut init_deadline, if acknowledged.get().is_none() => {
+                WsMessage::Close(4408, "Connection initialisation timeout".to_owned())
+            }
+        };
+        let frame = match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => {
+                let (code, reason) = if transport_ws { transport_ws_close(code, reason, &refused) } else { (code, reason) };
+                let close = CloseFrame { code, reason: close_reason(reason).into() };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                break;
+            }
+        };
+        if sink.send(frame).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// Whether the upgrade speaks `graphql-transport-ws` (chosen as `GraphQLProtocol` chooses:
@@ -126,23 +165,13 @@ fn speaks_transport_ws(headers: &HeaderMap) -> bool {
 /// The close codes `graphql-transport-ws` prescribes, where async-graphql uses generic ones:
 /// refused credentials 4403 (it closes with 1002), an operation before the connection is
 /// acknowledged 4401 (1011), an invalid message 4400 (1002).
-fn transport_ws_close(message: axum::extract::ws::Message, refused: &std::sync::atomic::AtomicBool) -> axum::extract::ws::Message {
-    use axum::extract::ws::{CloseFrame, Message};
-    let Message::Close(Some(frame)) = message else {
-        return message;
-    };
-    let code = match frame.code {
-        1002 if refused.load(std::sync::atomic::Ordering::SeqCst) => 4403,
-        1002 => 4400,
-        1011 => 4401,
-        other => other,
-    };
-    let reason = match code {
-        4403 => format!("Forbidden: {}", frame.reason.as_str()),
-        4401 => "Unauthorized".to_owned(),
-        _ => frame.reason.as_str().to_owned(),
-    };
-    Message::Close(Some(CloseFrame { code, reason: close_reason(reason).into() }))
+fn transport_ws_close(code: u16, reason: String, refused: &std::sync::atomic::AtomicBool) -> (u16, String) {
+    match code {
+        1002 if refused.load(std::sync::atomic::Ordering::SeqCst) => (4403, format!("Forbidden: {reason}")),
+        1002 => (4400, reason),
+        1011 => (4401, "Unauthorized".to_owned()),
+        other => (other, reason),
+    }
 }
 
 /// A close frame's reason is at most 123 bytes.

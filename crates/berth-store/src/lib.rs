@@ -104,8 +104,8 @@ impl Store {
                         // commit durable before it is acknowledged (survives kill -9 and power
                         // loss); foreign keys are off by default in SQLite.
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                         )
                         .await?;
                     }
@@ -153,7 +153,14 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
+        let tx = match self.engine {
+            // IMMEDIATE takes SQLite's write lock at BEGIN, where the busy timeout applies. A
+            // deferred transaction that reads first and then writes cannot wait: if another
+            // connection still holds the lock (a dropped transaction whose ROLLBACK sqlx has
+            // only queued), the upgrade fails at once with "database is locked".
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx { tx, _guard: guard })
     }
 

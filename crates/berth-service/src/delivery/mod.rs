@@ -381,6 +381,11 @@ fn new_webhook_secret() -> String {
 }
 
 impl Service {
+    /// The delivery counters, when this service delivers alarms (`berth serve`).
+    pub fn delivery_metrics(&self) -> Option<Arc<DeliveryMetrics>> {
+        self.delivery.as_ref().map(Delivery::metrics)
+    }
+
     /// Replaces the container's webhook signing secret and returns it; the only time it is
     /// ever shown.
     pub async fn rotate_webhook_secret(&self, caller: &Caller, uid: i64) -> Result<String> {
@@ -412,6 +417,165 @@ mod tests {
             assert!(first >= Duration::from_millis(800) && first <= Duration::from_millis(1200), "{first:?}");
             assert!(second >= Duration::from_millis(3200) && second <= Duration::from_millis(4800), "{second:?}");
         }
+    }
+
+    /// A minimal HTTP server on 127.0.0.1 answering every request with `status`, counting.
+    async fn answering(status: u16) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers, then as many body bytes as Content-Length says.
+                    loop {
+                        let n = socket.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if seen.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let started = std::time::Instant::now();
+        while !check() {
+            assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A service with delivery on a fresh SQLite store, one customer and container.
+    async fn world(allow_private: bool) -> (Service, Caller, i64, tempfile::TempDir) {
+        use berth_store::{accounts, servers};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("b.db").display())).await.unwrap();
+        let config = DeliveryConfig {
+            allow_private_webhooks: allow_private,
+            first_backoff: Duration::from_millis(10),
+            ..DeliveryConfig::default()
+        };
+        let (delivery, worker) = Delivery::new(config).unwrap();
+        tokio::spawn(worker.run(store.clone()));
+        let dns = crate::dns::TxtOverDns::new(Some(([127, 0, 0, 1], 9).into())).unwrap();
+        let service = Service::new(
+            store.clone(),
+            crate::ServiceConfig { domain_ownership: Arc::new(dns), auth: Default::default() },
+        )
+        .with_delivery(delivery);
+        let mut tx = store.write().await.unwrap();
+        let new = accounts::NewCustomer { username: "k", password_hash: "h", email: "", company: None, vat: None };
+        let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
+        let server = servers::insert(
+            &mut tx,
+            &servers::NewServer { name: "s", address: "192.0.2.1", memory: 1000, storage: 1000, owner_id: None },
+        )
+        .await
+        .unwrap();
+        let c = containers::insert(
+            &mut tx,
+            &containers::NewContainer { customer_id: customer, server_id: server.id, name: "c", memory: 1, storage: 1 },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        (service, Caller { customer_id: customer }, c.uid(), dir)
+    }
+
+    async fn set_slack(service: &Service, uid: i64, url: &str) {
+        let mut conn = service.store().read().await.unwrap();
+        sqlx::query("UPDATE containers SET slack_webhook = $1, last_alarm_delivery = 0 WHERE id = $2")
+            .bind(url)
+            .bind(uid - berth_model::UID_BASE)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+
+    fn alarm(uid: i64, msg: &str) -> crate::alarms::RaiseAlarm {
+        crate::alarms::RaiseAlarm { container: uid, msg: msg.to_owned(), ..Default::default() }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_count_every_outcome() {
+        let (service, caller, uid, _dir) = world(true).await;
+        let metrics = service.delivery_metrics().unwrap();
+        let (ok_url, ok_hits) = answering(200).await;
+        set_slack(&service, uid, &ok_url).await;
+        service.raise_alarm(&caller, alarm(uid, "one")).await.unwrap();
+        service.raise_alarm(&caller, alarm(uid, "two")).await.unwrap();
+        eventually("a delivery and a throttle", || {
+            metrics.count(ChannelKind::Slack, Outcome::Delivered) == 1 && metrics.throttled() == 1
+        })
+        .await;
+        assert_eq!(ok_hits.load(Ordering::SeqCst), 1);
+
+        let (bad_url, bad_hits) = answering(503).await;
+        set_slack(&service, uid, &bad_url).await;
+        service.raise_alarm(&caller, alarm(uid, "three")).await.unwrap();
+        eventually("a failure", || metrics.count(ChannelKind::Slack, Outcome::Failed) == 1).await;
+        assert_eq!(bad_hits.load(Ordering::SeqCst), 3, "three attempts");
+        assert_eq!(metrics.retries(ChannelKind::Slack), 2);
+
+        // A 4xx is not retried.
+        let (gone_url, gone_hits) = answering(404).await;
+        set_slack(&service, uid, &gone_url).await;
+        service.raise_alarm(&caller, alarm(uid, "four")).await.unwrap();
+        eventually("a second failure", || metrics.count(ChannelKind::Slack, Outcome::Failed) == 2).await;
+        assert_eq!(gone_hits.load(Ordering::SeqCst), 1);
+        assert_eq!(metrics.retries(ChannelKind::Slack), 2);
+        assert_eq!((metrics.dropped(), metrics.errors()), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn private_targets_are_refused_and_counted() {
+        let (service, caller, uid, _dir) = world(false).await;
+        let metrics = service.delivery_metrics().unwrap();
+        let (url, hits) = answering(200).await;
+        set_slack(&service, uid, &url).await;
+        service.raise_alarm(&caller, alarm(uid, "x")).await.unwrap();
+        eventually("a refusal", || metrics.count(ChannelKind::Slack, Outcome::Refused) == 1).await;
+        set_slack(&service, uid, &url.replace("127.0.0.1", "localhost")).await;
+        service.raise_alarm(&caller, alarm(uid, "y")).await.unwrap();
+        eventually("a second refusal", || metrics.count(ChannelKind::Slack, Outcome::Refused) == 2).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        assert_eq!(metrics.retries(ChannelKind::Slack), 0, "refusals are final");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webhook_secrets_rotate_for_the_owner_only() {
+        let (service, caller, uid, _dir) = world(false).await;
+        let first = service.rotate_webhook_secret(&caller, uid).await.unwrap();
+        let second = service.rotate_webhook_secret(&caller, uid).await.unwrap();
+        assert_ne!(first, second);
+        let mut conn = service.store().read().await.unwrap();
+        let stored = alarm_delivery::webhook(&mut conn, uid - berth_model::UID_BASE).await.unwrap();
+        assert_eq!(stored, Some((None, Some(second))));
+        let stranger = Caller { customer_id: caller.customer_id + 1 };
+        assert_eq!(service.rotate_webhook_secret(&stranger, uid).await.unwrap_err(), Error::NotFound("container"));
     }
 
     #[test]
