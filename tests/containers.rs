@@ -133,7 +133,7 @@ async fn create_update_and_restart_rules(berth: Berth) {
     assert!(d["lastReboot"].as_i64().unwrap() > 0);
     // The secret is stored but never readable.
     let stored =
-        berth_store::containers::get(&mut *b.store().await.read().await.unwrap(), uid - 30000).await.unwrap().unwrap();
+        berth_store::containers::get(&mut b.store().await.read().await.unwrap(), uid - 30000).await.unwrap().unwrap();
     assert_eq!(stored.jid_secret.as_deref(), Some("s3cret"));
     let body =
         b.gql(k.clone(), "query($uid: Int!) { container(uid: $uid) { jidSecret } }", json!({ "uid": uid })).await;

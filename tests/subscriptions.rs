@@ -473,6 +473,29 @@ async fn container_events_follow_updates_and_reboots() {
         assert_eq!(event["generation"], rebooted["updateContainer"]["generation"], "{event}");
         ws.close().await;
     }
+
+    // Without `container:`, a container created through GraphQL is announced as CREATED.
+    let own = berth.fixture_server(Some(&h.username)).await;
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&h.auth())).await;
+    let sub = ws.subscribe("subscription { containerEvents { container kind generation } }", json!({})).await;
+    sync_with(&mut ws, &sub, "/containerEvents/generation", || async {
+        berth.gql_ok(h.auth(), reboot, json!({ "u": uid })).await["updateContainer"]["generation"].clone()
+    })
+    .await;
+    berth.gql_ok(other.auth(), reboot, json!({ "u": other_uid })).await;
+    let created = berth
+        .gql_ok(
+            h.auth(),
+            "mutation($s: String!) { createContainer(input: { server: $s, name: \"fresh\", memory: 128, storage: 256 }) { uid generation } }",
+            json!({ "s": own.name }),
+        )
+        .await["createContainer"]
+        .clone();
+    let event = ws.next_data(&sub).await["containerEvents"].clone();
+    assert_eq!(event["kind"], "CREATED", "{event}");
+    assert_eq!(event["container"], created["uid"], "{event}");
+    assert_eq!(event["generation"], created["generation"], "{event}");
+    ws.close().await;
 }
 
 // 9. Two gateways on one PostgreSQL database: what is raised on one reaches subscribers on

@@ -34,7 +34,7 @@ pub fn carries_credentials(headers: &HeaderMap) -> bool {
 }
 
 fn unhex(text: &str) -> Option<String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> =

@@ -221,6 +221,11 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// `$from, $from+1, …` for `count` values, for `IN (…)` lists.
+pub(crate) fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -228,9 +233,4 @@ mod tests {
         assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact("sqlite:/x.db"), "sqlite:/x.db");
     }
-}
-
-/// `$from, $from+1, …` for `count` values, for `IN (…)` lists.
-pub(crate) fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
