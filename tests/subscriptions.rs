@@ -674,3 +674,29 @@ async fn a_connection_without_init_is_closed_in_time() {
     assert_alarm(&acked.next_data(&sub).await, id, uid, "still here");
     acked.close().await;
 }
+
+// 13. A gateway whose LISTEN connection is killed (PostgreSQL restart, network) hears events
+// again once the listener reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_hears_events_again_after_its_listener_was_killed() {
+    let Some(g1) = Berth::start_postgres().await else { return };
+    let (o, uid) = customer_with_container(&g1, "olga").await;
+    let mut ws = Ws::open(g1.addr, Protocol::TransportWs, &authorization(&o.auth())).await;
+    let sub = ws.subscribe(ALARMS, json!({})).await;
+    sync(&mut ws, &sub, &g1, &o.auth(), uid, 1).await;
+
+    let (killed,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_one(g1.store().await.pool())
+    .await
+    .expect("terminate the listener");
+    assert!(killed >= 1, "no listener connection found");
+
+    // Probes until one arrives: the subscription survived and events flow again.
+    sync(&mut ws, &sub, &g1, &o.auth(), uid, 1).await;
+    let id = raise(&g1, o.auth(), uid, "after the reconnect", 1).await;
+    assert_alarm(&ws.next_data(&sub).await, id, uid, "after the reconnect");
+    ws.close().await;
+}
