@@ -268,7 +268,9 @@ async fn assert_refused(ws: &mut Ws, sub: &str, what: &str) {
             // Then the connection ends; nothing else comes.
             match ws.frame().await {
                 Frame::Close(_) | Frame::Ended(_) => {}
-                other => panic!("{what}: expected the end after connection_error, got {other:?} (operation {sub} ran?)"),
+                other => {
+                    panic!("{what}: expected the end after connection_error, got {other:?} (operation {sub} ran?)")
+                }
             }
         }
     }
@@ -442,7 +444,10 @@ async fn container_events_follow_updates_and_reboots() {
     for protocol in Protocol::ALL {
         let mut ws = Ws::open(berth.addr, protocol, &authorization(&h.auth())).await;
         let sub = ws
-            .subscribe("subscription($c: Int) { containerEvents(container: $c) { container kind generation state } }", json!({ "c": uid }))
+            .subscribe(
+                "subscription($c: Int) { containerEvents(container: $c) { container kind generation state } }",
+                json!({ "c": uid }),
+            )
             .await;
         sync_with(&mut ws, &sub, "/containerEvents/generation", || async {
             let data = berth.gql_ok(h.auth(), reboot, json!({ "u": uid })).await;
@@ -543,7 +548,10 @@ async fn two_gateways_share_events_through_postgres() {
 
     // Container events travel too.
     let events = on2
-        .subscribe("subscription($c: Int) { containerEvents(container: $c) { container kind generation } }", json!({ "c": uid }))
+        .subscribe(
+            "subscription($c: Int) { containerEvents(container: $c) { container kind generation } }",
+            json!({ "c": uid }),
+        )
         .await;
     let reboot = "mutation($u: Int!) { updateContainer(uid: $u, input: { reboot: true }) { generation } }";
     // on2 also carries the alarms operation: probes here are reboots, which it does not see.
@@ -577,7 +585,10 @@ async fn operations_over_the_socket_run_as_over_http() {
         assert_eq!(ws.message_for(&op).await["type"], "complete");
 
         let op = ws
-            .subscribe("mutation($u: Int!) { raiseAlarm(container: $u, message: \"over ws\") { id message } }", json!({ "u": uid }))
+            .subscribe(
+                "mutation($u: Int!) { raiseAlarm(container: $u, message: \"over ws\") { id message } }",
+                json!({ "u": uid }),
+            )
             .await;
         assert_eq!(ws.next_data(&op).await["raiseAlarm"]["message"], "over ws");
         assert_eq!(ws.message_for(&op).await["type"], "complete");
@@ -675,10 +686,11 @@ async fn a_connection_without_init_is_closed_in_time() {
     acked.close().await;
 }
 
-// 13. A gateway whose LISTEN connection is killed (PostgreSQL restart, network) hears events
-// again once the listener reconnected.
+// 13. A gateway whose LISTEN connection is killed (PostgreSQL restart, network) cannot know
+// what was sent meanwhile: its subscribers get SUBSCRIPTION_INTERRUPTED (never a silent gap),
+// and once resubscribed hear events again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_hears_events_again_after_its_listener_was_killed() {
+async fn a_killed_listener_interrupts_subscriptions_then_events_flow_again() {
     let Some(g1) = Berth::start_postgres().await else { return };
     let (o, uid) = customer_with_container(&g1, "olga").await;
     let mut ws = Ws::open(g1.addr, Protocol::TransportWs, &authorization(&o.auth())).await;
@@ -694,7 +706,13 @@ async fn a_gateway_hears_events_again_after_its_listener_was_killed() {
     .expect("terminate the listener");
     assert!(killed >= 1, "no listener connection found");
 
-    // Probes until one arrives: the subscription survived and events flow again.
+    let m = ws.message_for(&sub).await;
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(m["payload"]["errors"][0]["extensions"]["code"], "SUBSCRIPTION_INTERRUPTED", "{m}");
+    assert_eq!(ws.message_for(&sub).await["type"], "complete");
+
+    // Resubscribed (probes until one arrives: the listener reconnects on its own).
+    let sub = ws.subscribe(ALARMS, json!({})).await;
     sync(&mut ws, &sub, &g1, &o.auth(), uid, 1).await;
     let id = raise(&g1, o.auth(), uid, "after the reconnect", 1).await;
     assert_alarm(&ws.next_data(&sub).await, id, uid, "after the reconnect");

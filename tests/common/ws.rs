@@ -96,20 +96,13 @@ impl Ws {
             .await
             .expect("connect timed out")
             .expect("connect to berth");
-        let mut request = format!("ws://{addr}/graphql/ws")
-            .into_client_request()
-            .expect("websocket request");
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol.name()));
+        let mut request = format!("ws://{addr}/graphql/ws").into_client_request().expect("websocket request");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol.name()));
         let (socket, response) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, stream))
             .await
             .expect("websocket handshake timed out")
             .expect("websocket handshake");
-        let chosen = response
-            .headers()
-            .get("sec-websocket-protocol")
-            .and_then(|v| v.to_str().ok());
+        let chosen = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
         assert_eq!(chosen, Some(protocol.name()), "the server must pick the protocol asked for");
         Ws { socket, protocol, next_id: 0 }
     }
@@ -124,10 +117,7 @@ impl Ws {
 
     /// Sends one JSON text frame.
     pub async fn send(&mut self, message: Value) {
-        self.socket
-            .send(Message::text(message.to_string()))
-            .await
-            .expect("send a websocket frame");
+        self.socket.send(Message::text(message.to_string())).await.expect("send a websocket frame");
     }
 
     /// Sends `connection_init` with `payload` (or without any payload for `Value::Null`).
@@ -173,8 +163,8 @@ impl Ws {
             };
             match message {
                 Message::Text(text) => {
-                    let value: Value = serde_json::from_str(&text)
-                        .unwrap_or_else(|e| panic!("non-JSON text frame {text:?}: {e}"));
+                    let value: Value =
+                        serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON text frame {text:?}: {e}"));
                     match value["type"].as_str() {
                         Some("ka") => continue,
                         Some("ping") if self.protocol == Protocol::TransportWs => {

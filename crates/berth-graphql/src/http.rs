@@ -81,7 +81,12 @@ async fn websocket(
 
 /// One WebSocket connection, from `connection_init` to its end. Written out (instead of
 /// `GraphQLWebSocket::serve`) for the init timeout and the protocol's close codes.
-async fn serve_websocket(socket: axum::extract::ws::WebSocket, state: GraphqlState, peer: SocketAddr, transport_ws: bool) {
+async fn serve_websocket(
+    socket: axum::extract::ws::WebSocket,
+    state: GraphqlState,
+    peer: SocketAddr,
+    transport_ws: bool,
+) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -89,9 +94,11 @@ async fn serve_websocket(socket: axum::extract::ws::WebSocket, state: GraphqlSta
     use axum::extract::ws::{CloseFrame, Message};
     use futures::{SinkExt as _, StreamExt as _};
 
-    let protocol = if transport_ws { WebSocketProtocols::GraphQLWS } else { WebSocketProtocols::SubscriptionsTransportWS };
+    let protocol =
+        if transport_ws { WebSocketProtocols::GraphQLWS } else { WebSocketProtocols::SubscriptionsTransportWS };
     let service = state.service.clone();
-    let executor = WsExecutor { schema: state.schema.clone(), service: state.service.clone(), caller: Default::default() };
+    let executor =
+        WsExecutor { schema: state.schema.clone(), service: state.service.clone(), caller: Default::default() };
     let authenticated = executor.caller.clone();
     let acknowledged = executor.caller.clone();
     let refused = Arc::new(AtomicBool::new(false));
@@ -105,24 +112,26 @@ async fn serve_websocket(socket: axum::extract::ws::WebSocket, state: GraphqlSta
             _ => None,
         })
     });
-    let output = async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(move |payload| async move {
-        let caller = async {
-            let presented = authorization_in(&payload).and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
-            service.authenticate(&presented, peer.ip()).await
-        };
-        match caller.await {
-            Ok(caller) => {
-                let _ = authenticated.set(caller);
-                let mut data = async_graphql::Data::default();
-                data.insert(caller);
-                Ok(data)
+    let output =
+        async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(move |payload| async move {
+            let caller = async {
+                let presented =
+                    authorization_in(&payload).and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
+                service.authenticate(&presented, peer.ip()).await
+            };
+            match caller.await {
+                Ok(caller) => {
+                    let _ = authenticated.set(caller);
+                    let mut data = async_graphql::Data::default();
+                    data.insert(caller);
+                    Ok(data)
+                }
+                Err(e) => {
+                    refused_by_init.store(true, Ordering::SeqCst);
+                    Err(crate::gql_error(e))
+                }
             }
-            Err(e) => {
-                refused_by_init.store(true, Ordering::SeqCst);
-                Err(crate::gql_error(e))
-            }
-        }
-    });
+        });
     futures::pin_mut!(output);
     let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
     tokio::pin!(init_deadline);
@@ -139,7 +148,8 @@ async fn serve_websocket(socket: axum::extract::ws::WebSocket, state: GraphqlSta
         let frame = match message {
             WsMessage::Text(text) => Message::Text(text.into()),
             WsMessage::Close(code, reason) => {
-                let (code, reason) = if transport_ws { transport_ws_close(code, reason, &refused) } else { (code, reason) };
+                let (code, reason) =
+                    if transport_ws { transport_ws_close(code, reason, &refused) } else { (code, reason) };
                 let close = CloseFrame { code, reason: close_reason(reason).into() };
                 let _ = sink.send(Message::Close(Some(close))).await;
                 break;

@@ -1,5 +1,6 @@
 //! Live subscriptions over `/graphql/ws`: the caller's alarms and container events.
-//! A subscriber that falls behind gets one error saying so and its stream ends.
+//! A subscriber that falls behind gets one error saying so (`SUBSCRIBER_LAGGED`) and its
+//! stream ends; so does one whose event stream was interrupted (`SUBSCRIPTION_INTERRUPTED`).
 
 use async_graphql::{Context, Enum, SimpleObject, Subscription};
 use berth_service::events::{Subscription as Feed, SubscriptionEnd};
@@ -46,13 +47,17 @@ pub struct ContainerEvent {
 pub struct SubscriptionRoot;
 
 fn ended(end: SubscriptionEnd) -> async_graphql::Error {
-    async_graphql::Error::new(end.to_string()).extend_with(|_, ext| ext.set("code", "SUBSCRIBER_LAGGED"))
+    let code = match end {
+        SubscriptionEnd::Lagged(_) => "SUBSCRIBER_LAGGED",
+        SubscriptionEnd::Closed => "SUBSCRIPTION_INTERRUPTED",
+    };
+    async_graphql::Error::new(end.to_string()).extend_with(|_, ext| ext.set("code", code))
 }
 
 use async_graphql::ErrorExtensions as _;
 
-/// Turns a feed into a stream that yields items until the feed ends, then one error when it
-/// ended because the subscriber fell behind.
+/// Turns a feed into a stream that yields items until the feed ends, then one error saying
+/// why (events may have been missed either way).
 fn stream_of<T, F, Fut>(feed: Feed, next: F) -> impl Stream<Item = async_graphql::Result<T>>
 where
     F: Fn(Feed) -> Fut + Copy,
@@ -62,7 +67,6 @@ where
         let feed = state?;
         match next(feed).await {
             (feed, Ok(item)) => Some((Ok(item), Some(feed))),
-            (_, Err(SubscriptionEnd::Closed)) => None,
             (_, Err(end)) => Some((Err(ended(end)), None)),
         }
     })

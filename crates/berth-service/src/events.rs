@@ -15,7 +15,9 @@ pub enum SubscriptionEnd {
     /// The subscriber read too slowly and missed events; it must resubscribe.
     #[error("subscriber fell behind by {0} events and was closed")]
     Lagged(u64),
-    #[error("event bus closed")]
+    /// The event stream was interrupted (the gateway's PostgreSQL listener lost its
+    /// connection, or the gateway is stopping): events may have been missed; subscribe again.
+    #[error("event stream interrupted; events may have been missed, subscribe again")]
     Closed,
 }
 

@@ -169,6 +169,11 @@ struct ServedRow {
 
 /// For each of `container_ids`, the domains it served on `day` (a `hits` row exists), both
 /// sides restricted to `customer_id` (Q11 fixed); one statement, domains in id order.
+///
+/// The unary `+` on the `customer_id` tests keeps SQLite from driving the join from
+/// `domains_customer`/`containers_customer` (every domain or container of the customer,
+/// each probed against the whole id list: ~200 ms at 10,000 rows, see BENCHMARKS.md); the
+/// plan starts from the id list instead. PostgreSQL reads `+x` as `x`.
 pub async fn served_by_containers(
     conn: &mut AnyConnection,
     customer_id: i64,
@@ -182,7 +187,7 @@ pub async fn served_by_containers(
     let sql = format!(
         "SELECT DISTINCT m.container_id AS served_by, {D_COLUMNS} FROM domain_metrics m \
          JOIN domains d ON d.id = m.domain_id JOIN containers c ON c.id = m.container_id \
-         WHERE d.customer_id = $1 AND c.customer_id = $1 AND m.kind = $2 \
+         WHERE +d.customer_id = $1 AND +c.customer_id = $1 AND m.kind = $2 \
          AND m.year = $3 AND m.month = $4 AND m.day = $5 AND m.container_id IN ({}) \
          ORDER BY d.id",
         placeholders(6, container_ids.len())
@@ -204,6 +209,7 @@ pub async fn served_by_containers(
 
 /// For each of `domain_ids`, the ids of the containers that served it on `day`, both sides
 /// restricted to `customer_id` (Q11 fixed); container ids ascending.
+/// Unary `+` on `customer_id`: see [`served_by_containers`].
 pub async fn serving_containers(
     conn: &mut AnyConnection,
     customer_id: i64,
@@ -217,7 +223,7 @@ pub async fn serving_containers(
     let sql = format!(
         "SELECT DISTINCT m.domain_id, m.container_id FROM domain_metrics m \
          JOIN domains d ON d.id = m.domain_id JOIN containers c ON c.id = m.container_id \
-         WHERE d.customer_id = $1 AND c.customer_id = $1 AND m.kind = $2 \
+         WHERE +d.customer_id = $1 AND +c.customer_id = $1 AND m.kind = $2 \
          AND m.year = $3 AND m.month = $4 AND m.day = $5 AND m.domain_id IN ({}) \
          ORDER BY m.container_id",
         placeholders(6, domain_ids.len())

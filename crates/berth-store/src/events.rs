@@ -11,7 +11,8 @@
 //!
 //! Subscribers get a `broadcast::Receiver`: the queue is bounded, a slow subscriber never
 //! delays the others, and one that falls behind sees `RecvError::Lagged` (the front door
-//! tells it and closes it).
+//! tells it and closes it). A receiver that sees `RecvError::Closed` may have missed events
+//! too (the PostgreSQL listener lost its connection, or the process is stopping).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,11 +76,21 @@ impl EventBus for LocalBus {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "via", rename_all = "snake_case")]
 enum Wire {
-    Inline { event: Event },
+    Inline {
+        event: Event,
+    },
     /// Sent by earlier versions; still understood (a pruned alarm is then lost).
-    AlarmRef { customer_id: i64, alarm_id: i64 },
+    AlarmRef {
+        customer_id: i64,
+        alarm_id: i64,
+    },
     /// Part `index` of `count` of the text of an `Inline` too large for one payload.
-    Part { id: u64, index: u32, count: u32, text: String },
+    Part {
+        id: u64,
+        index: u32,
+        count: u32,
+        text: String,
+    },
 }
 
 /// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
@@ -109,7 +120,9 @@ fn payloads(event: Event) -> serde_json::Result<Vec<String>> {
     chunks
         .into_iter()
         .enumerate()
-        .map(|(index, text)| serde_json::to_string(&Wire::Part { id, index: index as u32, count, text: text.to_owned() }))
+        .map(|(index, text)| {
+            serde_json::to_string(&Wire::Part { id, index: index as u32, count, text: text.to_owned() })
+        })
         .collect()
 }
 
@@ -156,7 +169,17 @@ impl Reassembly {
 
 pub struct PgBus {
     store: Store,
-    local: LocalBus,
+    /// Where what the listener hears is rebroadcast. Replaced when the listener loses its
+    /// connection: the old one closes, so every subscriber of it learns that events may
+    /// have been missed (NOTIFYs sent while nobody listened are gone) instead of silently
+    /// waiting for what will never come.
+    local: Arc<std::sync::Mutex<broadcast::Sender<Arc<Event>>>>,
+}
+
+impl PgBus {
+    fn sender(local: &std::sync::Mutex<broadcast::Sender<Arc<Event>>>) -> broadcast::Sender<Arc<Event>> {
+        local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl PgBus {
@@ -165,23 +188,37 @@ impl PgBus {
     pub async fn start(store: Store, url: &str) -> StoreResult<PgBus> {
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
         listener.listen(CHANNEL).await?;
-        let bus = PgBus { store: store.clone(), local: LocalBus::new() };
-        let tx = bus.local.tx.clone();
+        let bus = PgBus {
+            store: store.clone(),
+            local: Arc::new(std::sync::Mutex::new(broadcast::channel(SUBSCRIBER_QUEUE).0)),
+        };
+        let local = bus.local.clone();
         tokio::spawn(async move {
             let mut parts = Reassembly::default();
             loop {
-                match listener.recv().await {
-                    Ok(note) => {
+                // `try_recv`, not `recv`: `recv` reconnects silently, hiding the gap.
+                match listener.try_recv().await {
+                    Ok(Some(note)) => {
                         if let Some(event) = decode(&store, &mut parts, note.payload()).await {
-                            let _ = tx.send(Arc::new(event));
+                            let _ = PgBus::sender(&local).send(Arc::new(event));
                         }
                     }
-                    Err(e) => {
-                        // PgListener reconnects by itself on the next recv; what was in
-                        // flight is lost.
+                    lost => {
+                        // The connection was lost (and, on `Ok(None)`, already re-established):
+                        // what was sent meanwhile is gone, so the current subscribers are
+                        // ended (a fresh channel replaces theirs) and resubscribe.
                         parts = Reassembly::default();
-                        tracing::warn!(error = %e, "event listener lost its connection");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        *local.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            broadcast::channel(SUBSCRIBER_QUEUE).0;
+                        match lost {
+                            Err(e) => {
+                                tracing::warn!(error = %e, "event listener lost its connection; retrying");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                            _ => tracing::warn!(
+                                "event listener lost its connection and reconnected; events sent meanwhile are lost"
+                            ),
+                        }
                     }
                 }
             }
@@ -244,7 +281,7 @@ impl EventBus for PgBus {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.local.subscribe()
+        PgBus::sender(&self.local).subscribe()
     }
 }
 
