@@ -1,0 +1,101 @@
+//! The GraphQL endpoint as HTTP: GraphiQL served from the binary, limits on depth,
+//! complexity and body size, and typed errors for malformed requests.
+
+mod common;
+
+use common::{error_code, Auth, Berth};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_is_served_from_the_binary() {
+    let berth = Berth::start().await;
+    let page = berth
+        .http()
+        .get(berth.url("/graphql"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("GraphiQL"), "{html}");
+    // Every script and stylesheet comes from this server, none from a CDN.
+    let assets: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.ends_with(".js") || s.ends_with(".css"))
+        .collect();
+    assert!(assets.len() >= 4, "{assets:?}");
+    for asset in assets {
+        assert!(asset.starts_with("/graphql/assets/"), "external asset {asset}");
+        let r = berth.http().get(berth.url(asset)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        let ty = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ty.starts_with("text/javascript") || ty.starts_with("text/css"), "{asset}: {ty}");
+        assert!(r.bytes().await.unwrap().len() > 1000, "{asset} is not the real bundle");
+    }
+    let missing = berth.http().get(berth.url("/graphql/assets/../../etc/passwd")).send().await.unwrap();
+    assert_ne!(missing.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_and_complexity_are_limited() {
+    let berth = Berth::start().await;
+    let kratos = berth.fixture_customer("kratos").await;
+    // Domains and containers refer to each other, so depth is only bounded by the limit.
+    let mut deep = String::from("uid");
+    for _ in 0..8 {
+        deep = format!("domains {{ containers {{ {deep} }} }}");
+    }
+    let query = format!("{{ containers(first: 1) {{ edges {{ node {{ {deep} }} }} }} }}");
+    let body = berth.gql(kratos.auth(), &query, json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body.to_string().contains("nested too deep"), "{body}");
+
+    let page = "containers(first: 100) { edges { node { uid name hostname ip memory storage uuid note tags sshKeys } } }";
+    let many: String = (0..20).map(|i| format!("a{i}: {page} ")).collect();
+    let body = berth.gql(kratos.auth(), &format!("{{ {many} }}"), json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body.to_string().to_lowercase().contains("complex"), "{body}");
+
+    // A legitimate nested page stays within both limits.
+    berth
+        .gql_ok(
+            kratos.auth(),
+            "{ containers(first: 100) { edges { node { uid server { name } distro { name } tags loopboxes { filename } linkedTo domains { name } } } } }",
+            json!({}),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_typed_errors() {
+    let berth = Berth::start().await;
+    let kratos = berth.fixture_customer("kratos").await;
+    let post = |body: Vec<u8>| {
+        let request = berth
+            .http()
+            .post(berth.url("/graphql"))
+            .header("content-type", "application/json")
+            .header("authorization", Auth::basic(&kratos.username, &kratos.password).header().unwrap())
+            .body(body);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = post(b"{not json".to_vec()).await;
+    assert_eq!((status, error_code(&body)), (400, Some("BAD_USER_INPUT")), "{body}");
+    let (status, body) = post(b"[1, 2]".to_vec()).await;
+    assert_eq!((status, error_code(&body)), (400, Some("BAD_USER_INPUT")), "{body}");
+    let huge = format!("{{\"query\": \"{{ me {{ username }} }}\", \"x\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    let (status, body) = post(huge.into_bytes()).await;
+    assert_eq!((status, error_code(&body)), (413, Some("BAD_USER_INPUT")), "{body}");
+    // Wrong argument types and unknown fields are the client's to fix, with a code.
+    let body = berth.gql(kratos.auth(), "{ container(uid: \"abc\") { uid } }", json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let body = berth.gql(kratos.auth(), "{ me { password } }", json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let body = berth.gql(kratos.auth(), "{ me { username ", json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+}
