@@ -94,8 +94,9 @@ for r in "${routes[@]}"; do
 done
 
 rss="$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")"
+slow_acquires="$(grep -c "time to acquire exceeded" "$work/serve.log" || true)"
 echo
-echo "wrk ${WRK_SETTINGS[*]}; server VmRSS after the runs: ${rss} KiB"
+echo "wrk ${WRK_SETTINGS[*]}; server VmRSS after the runs: ${rss} KiB; sqlx pool waits over 2 s logged: ${slow_acquires}"
 echo
 echo "| route | requests/s | p50 ms | p99 ms | max ms | errors (socket/non-2xx) | req/s ÷ /healthz |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -637,3 +637,113 @@ async fn xmpp_messages_reach_every_destination() {
     assert!(failed[0].contains("authentication failed") && failed[0].contains("attempt=1"), "{failed:?}");
     assert!(!prosody.offline_store("dest1").contains("never sent"));
 }
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The receiver's side of the README recipe: HMAC-SHA256 keyed by the secret over
+/// `<timestamp>.<raw body>`, lowercase hex, `sha256=` prefix.
+fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+const ROTATE: &str = "mutation($uid: Int!) { rotateWebhookSecret(uid: $uid) }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_is_signed() {
+    let receiver = Receiver::start().await;
+    let berth = Berth::start_with(opts(&receiver, true)).await;
+    let (kratos, uid) = customer_with_container(&berth, "kratos").await;
+    let (zeus, _) = customer_with_container(&berth, "zeus").await;
+    let hook = receiver.url("/hook/kratos");
+    update(&berth, &kratos, uid, json!({ "webhookUrl": hook })).await;
+    let shown = berth
+        .gql_ok(kratos.auth(), "query($uid: Int!) { container(uid: $uid) { name webhookUrl } }", json!({ "uid": uid }))
+        .await;
+    assert_eq!(shown["container"]["webhookUrl"], hook.as_str());
+    let name = shown["container"]["name"].as_str().unwrap().to_owned();
+
+    let old = berth.gql_ok(kratos.auth(), ROTATE, json!({ "uid": uid })).await["rotateWebhookSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = berth.gql_ok(kratos.auth(), ROTATE, json!({ "uid": uid })).await["rotateWebhookSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(secret.len(), 64);
+    assert_ne!(old, secret, "rotation makes a new secret");
+    // Another customer's container looks missing.
+    let foreign = berth.gql(zeus.auth(), ROTATE, json!({ "uid": uid })).await;
+    assert_eq!(error_code(&foreign), Some("NOT_FOUND"), "{foreign}");
+
+    let id = raise(&berth, &kratos, uid, "signed & sealed").await;
+    let got = receiver.wait_for("/hook", 1).await;
+    let request = &got[0];
+    assert_eq!(request.method, Method::POST);
+    assert_eq!(request.path, "/hook/kratos");
+    assert!(request.header("content-type").unwrap().starts_with("application/json"));
+    let timestamp = request.header("x-berth-timestamp").expect("timestamp header");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - timestamp.parse::<i64>().unwrap()).abs() < 300, "{timestamp}");
+    let signature = request.header("x-berth-signature").expect("signature header");
+    assert_eq!(signature, expected_signature(&secret, timestamp, &request.body));
+    assert_ne!(signature, expected_signature(&old, timestamp, &request.body), "the old secret no longer signs");
+    let mut tampered = request.body.to_vec();
+    tampered[1] ^= 1;
+    assert_ne!(signature, expected_signature(&secret, timestamp, &tampered));
+    let body = request.json();
+    assert_eq!(body["id"], id);
+    assert_eq!(body["container"], uid);
+    assert_eq!(body["container_name"], name.as_str());
+    assert_eq!(body["msg"], "signed & sealed");
+    assert_eq!(body["level"], 1);
+    assert_eq!(body["color"], "#ffffff");
+    wait_log(&berth, &["alarm delivered", "channel=webhook", &format!("alarm={id} ")], 1).await;
+
+    // Clearing the URL turns the channel off.
+    update(&berth, &kratos, uid, json!({ "webhookUrl": null })).await;
+    let shown = berth
+        .gql_ok(kratos.auth(), "query($uid: Int!) { container(uid: $uid) { webhookUrl } }", json!({ "uid": uid }))
+        .await;
+    assert!(shown["container"]["webhookUrl"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_urls_are_bad_input() {
+    let receiver = Receiver::start().await;
+    let berth = Berth::start_with(opts(&receiver, false)).await;
+    let (kratos, uid) = customer_with_container(&berth, "kratos").await;
+    for (field, url) in [
+        ("slackWebhook", "http://127.0.0.1:9/x"),
+        ("slackWebhook", "http://localhost/x"),
+        ("webhookUrl", "http://10.0.0.1/hook"),
+        ("webhookUrl", "http://[::1]:8080/"),
+        ("webhookUrl", "http://169.254.169.254/latest/meta-data/"),
+        ("webhookUrl", "ftp://example.com/"),
+        ("webhookUrl", "not a url"),
+    ] {
+        let body = berth
+            .gql(kratos.auth(), UPDATE, json!({ "uid": uid, "input": { field: url } }))
+            .await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{field} {url}: {body}");
+    }
+    // Public URLs are accepted (no DNS at update time; delivery checks what they resolve to).
+    update(
+        &berth,
+        &kratos,
+        uid,
+        json!({ "slackWebhook": "https://hooks.slack.com/services/T0/B0/X", "webhookUrl": "https://ops.example.com/berth" }),
+    )
+    .await;
+    let shown = berth
+        .gql_ok(kratos.auth(), "query($uid: Int!) { container(uid: $uid) { slackWebhook webhookUrl } }", json!({ "uid": uid }))
+        .await;
+    assert_eq!(shown["container"]["webhookUrl"], "https://ops.example.com/berth");
+    assert_eq!(shown["container"]["slackWebhook"], "https://hooks.slack.com/services/T0/B0/X");
+}

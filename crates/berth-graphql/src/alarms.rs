@@ -217,4 +217,16 @@ impl AlarmMutation {
         let caller = caller(ctx)?;
         service(ctx).regenerate_alarm_key(&caller, container).await.gql()
     }
+
+    /// Makes a new signing secret for the container's alarm webhook and returns it; this is
+    /// the only time it is shown. Deliveries are signed with it from now on (header
+    /// `X-Berth-Signature: sha256=<hex HMAC-SHA256 of "<X-Berth-Timestamp>.<body>">`).
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Container uid")] uid: i64,
+    ) -> async_graphql::Result<String> {
+        let caller = caller(ctx)?;
+        service(ctx).rotate_webhook_secret(&caller, uid).await.gql()
+    }
 }

@@ -178,6 +178,10 @@ impl Container {
     async fn slack_webhook(&self) -> Option<&str> {
         self.0.slack_webhook.as_deref()
     }
+    /// Signed alarm webhook (see `rotateWebhookSecret` for its secret).
+    async fn webhook_url(&self) -> Option<&str> {
+        self.0.webhook_url.as_deref()
+    }
     /// Minimum seconds between two alarm notifications (at least 60).
     async fn alarm_freq(&self) -> i64 {
         self.0.alarm_freq
@@ -266,6 +270,9 @@ pub struct UpdateContainerInput {
     pub alarm_freq: Option<i64>,
     pub pushbullet_token: MaybeUndefined<String>,
     pub slack_webhook: MaybeUndefined<String>,
+    /// Signed alarm webhook: http(s), not a private address. Active once a secret exists
+    /// (`rotateWebhookSecret`).
+    pub webhook_url: MaybeUndefined<String>,
     pub custom_distros_storage: Option<bool>,
     /// Replaces the keys (no restart).
     pub ssh_keys: Option<Vec<String>>,
@@ -311,6 +318,7 @@ impl From<UpdateContainerInput> for ContainerChange {
             alarm_freq: i.alarm_freq,
             pushbullet_token: opt(i.pushbullet_token),
             slack_webhook: opt(i.slack_webhook),
+            webhook_url: opt(i.webhook_url),
             custom_distros_storage: i.custom_distros_storage,
             ssh_keys: i.ssh_keys,
             distro: opt(i.distro),

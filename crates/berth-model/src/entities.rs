@@ -92,6 +92,8 @@ pub struct Container {
     pub pushover_sound: Option<String>,
     pub pushbullet_token: Option<String>,
     pub slack_webhook: Option<String>,
+    /// Berth's signed alarm webhook (not in the reference); its secret is never read back.
+    pub webhook_url: Option<String>,
     pub quota_threshold: i64,
     pub alarm_freq: i64,
     pub nofollow: bool,

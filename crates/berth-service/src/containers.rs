@@ -71,6 +71,8 @@ pub struct ContainerChange {
     pub alarm_freq: Option<i64>,
     pub pushbullet_token: Option<Option<String>>,
     pub slack_webhook: Option<Option<String>>,
+    /// Berth's signed alarm webhook (not in the reference; no restart).
+    pub webhook_url: Option<Option<String>>,
     pub custom_distros_storage: Option<bool>,
     pub ssh_keys: Option<Vec<String>>,
     /// `Some(None)` is refused: a distro cannot be unset (Q9).
@@ -134,6 +136,7 @@ fn validate_change(change: &ContainerChange) -> Result<()> {
     check_text("pushover_sound", &change.pushover_sound)?;
     check_text("pushbullet_token", &change.pushbullet_token)?;
     check_text("slack_webhook", &change.slack_webhook)?;
+    check_text("webhook_url", &change.webhook_url)?;
     if let Some(keys) = &change.ssh_keys {
         validate::ssh_keys(keys)?;
     }
@@ -273,6 +276,7 @@ impl Service {
     /// mistakes); sending the current value is accepted as a no-op.
     pub async fn update_container(&self, caller: &Caller, uid: i64, change: ContainerChange) -> Result<Container> {
         validate_change(&change)?;
+        self.check_alarm_urls(&change)?;
         let mut tx = self.store.write().await?;
         let old = owned_container(&mut tx, caller, uid).await?;
         let mut new = old.clone();
@@ -300,7 +304,8 @@ impl Service {
             pushover_token,
             pushover_sound,
             pushbullet_token,
-            slack_webhook
+            slack_webhook,
+            webhook_url
         );
         if let Some(v) = change.nofollow {
             new.nofollow = v;
@@ -538,6 +543,7 @@ mod tests {
             pushover_sound: None,
             pushbullet_token: None,
             slack_webhook: None,
+            webhook_url: None,
             quota_threshold: 90,
             alarm_freq: 60,
             nofollow: false,

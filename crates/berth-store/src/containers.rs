@@ -27,6 +27,7 @@ pub(crate) struct ContainerRow {
     pushover_sound: Option<String>,
     pushbullet_token: Option<String>,
     slack_webhook: Option<String>,
+    webhook_url: Option<String>,
     quota_threshold: i64,
     alarm_freq: i64,
     nofollow: i64,
@@ -63,6 +64,7 @@ impl From<ContainerRow> for Container {
             pushover_sound: r.pushover_sound,
             pushbullet_token: r.pushbullet_token,
             slack_webhook: r.slack_webhook,
+            webhook_url: r.webhook_url,
             quota_threshold: r.quota_threshold,
             alarm_freq: r.alarm_freq,
             nofollow: flags::from_db(r.nofollow),
@@ -83,7 +85,7 @@ impl From<ContainerRow> for Container {
 /// Every column, in `ContainerRow` order; prefix with a table alias where joins need it.
 pub(crate) const COLUMNS: &str = "id, customer_id, server_id, name, memory, storage, uuid, distro_id, \
     custom_distro_id, ssh_keys_raw, jid, jid_secret, jid_destinations, pushover_user, pushover_token, \
-    pushover_sound, pushbullet_token, slack_webhook, quota_threshold, alarm_freq, nofollow, note, \
+    pushover_sound, pushbullet_token, slack_webhook, webhook_url, quota_threshold, alarm_freq, nofollow, note, \
     custom_distros_storage, secret_uuid, alarm_key, max_alarms, generation, last_reboot, ssh_keys_mtime, \
     created_at, updated_at";
 
@@ -201,8 +203,8 @@ pub async fn save(conn: &mut AnyConnection, c: &Container) -> StoreResult<()> {
          ssh_keys_raw = $7, jid = $8, jid_secret = $9, jid_destinations = $10, pushover_user = $11, \
          pushover_token = $12, pushover_sound = $13, pushbullet_token = $14, slack_webhook = $15, \
          quota_threshold = $16, alarm_freq = $17, nofollow = $18, note = $19, custom_distros_storage = $20, \
-         secret_uuid = $21, generation = $22, last_reboot = $23, ssh_keys_mtime = $24, updated_at = $25 \
-         WHERE id = $1",
+         secret_uuid = $21, generation = $22, last_reboot = $23, ssh_keys_mtime = $24, updated_at = $25, \
+         webhook_url = $26 WHERE id = $1",
     )
     .bind(c.id)
     .bind(c.name.as_str())
@@ -229,6 +231,7 @@ pub async fn save(conn: &mut AnyConnection, c: &Container) -> StoreResult<()> {
     .bind(c.last_reboot)
     .bind(c.ssh_keys_mtime)
     .bind(unix_now())
+    .bind(c.webhook_url.as_deref())
     .execute(conn)
     .await?;
     Ok(())

@@ -23,6 +23,9 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     let bus = berth_store::events::bus_for(&store, &url).await.context("cannot start the event bus")?;
     let delivery = args.delivery.start(store.clone())?;
     let service = Service::new(store.clone(), config).with_bus(bus).with_delivery(delivery);
+    if let Some(metrics) = service.delivery_metrics() {
+        telemetry.attach_deliveries(metrics);
+    }
     let app = app(service, telemetry.clone(), &args.api_prefix);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

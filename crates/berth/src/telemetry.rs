@@ -5,12 +5,17 @@
 //!   (async-graphql's tracing extension); exported over OTLP (HTTP/JSON) when the standard
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set.
 //! - Metrics at `/metrics`: requests and latency by route, GraphQL latency by operation,
-//!   open subscriptions, and `berth_sql_statements_total` — sqlx logs every statement as a
+//!   open subscriptions, alarm deliveries by channel and outcome, and
+//!   `berth_sql_statements_total` — sqlx logs every statement as a
 //!   `sqlx::query` event and a layer counts them, which is how tests prove a nested page
 //!   costs a constant number of statements.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use berth_service::delivery::DeliveryMetrics;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -37,6 +42,36 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
+/// Alarm deliveries by channel and outcome, read from the delivery worker's own counters at
+/// each scrape (the worker starts after the registry is built, hence the late binding).
+#[derive(Debug, Default)]
+struct DeliveryCollector(Arc<OnceLock<Arc<DeliveryMetrics>>>);
+
+impl Collector for DeliveryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(metrics) = self.0.get() else {
+            return Ok(());
+        };
+        let family = Family::<DeliveryLabels, Counter>::default();
+        for (channel, outcome, count) in metrics.snapshot() {
+            family.get_or_create(&DeliveryLabels { channel: channel.as_str(), outcome: outcome.as_str() }).inc_by(count);
+        }
+        let metric = encoder.encode_descriptor(
+            "berth_alarm_deliveries",
+            "Alarm deliveries by channel and outcome",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -49,6 +84,7 @@ pub struct Telemetry {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     pub graphql: berth_graphql::GraphqlMetrics,
+    deliveries: Arc<OnceLock<Arc<DeliveryMetrics>>>,
     tracer: Option<SdkTracerProvider>,
 }
 
@@ -57,6 +93,11 @@ impl Telemetry {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("encoding metrics into a String cannot fail");
         out
+    }
+
+    /// Reports the delivery worker's counters from now on.
+    pub fn attach_deliveries(&self, metrics: Arc<DeliveryMetrics>) {
+        let _ = self.deliveries.set(metrics);
     }
 
     /// Flushes spans still waiting for export.
@@ -95,6 +136,8 @@ pub fn init() -> anyhow::Result<Telemetry> {
         Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
     registry.register("berth_http_request_duration_seconds", "HTTP request latency by route", latency.clone());
     let graphql = berth_graphql::GraphqlMetrics::register(&mut registry);
+    let deliveries: Arc<OnceLock<Arc<DeliveryMetrics>>> = Arc::default();
+    registry.register_collector(Box::new(DeliveryCollector(deliveries.clone())));
 
     let tracer = if otlp_configured() {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -117,7 +160,7 @@ pub fn init() -> anyhow::Result<Telemetry> {
         .with_writer(std::io::stderr)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
     let _ = tracing_subscriber::registry().with(fmt).with(counter).with(otel).try_init();
-    Ok(Telemetry { registry: Arc::new(registry), requests, latency, graphql, tracer })
+    Ok(Telemetry { registry: Arc::new(registry), requests, latency, graphql, deliveries, tracer })
 }
 
 /// Counts and times every request by its route pattern (never the raw path, which would let

@@ -381,6 +381,21 @@ fn new_webhook_secret() -> String {
 }
 
 impl Service {
+    /// The update-time check of the customer URLs in `change` (`slack_webhook`,
+    /// `webhook_url`): cheap, without DNS; delivery checks the resolved addresses again.
+    /// An empty string switches the channel off and is always accepted.
+    pub(crate) fn check_alarm_urls(&self, change: &crate::containers::ContainerChange) -> Result<()> {
+        let allow_private = self.delivery.as_ref().is_some_and(|d| d.allow_private);
+        for (field, value) in [("slack_webhook", &change.slack_webhook), ("webhook_url", &change.webhook_url)] {
+            if let Some(Some(url)) = value {
+                if !url.trim().is_empty() {
+                    check_customer_url(field, url, allow_private)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The delivery counters, when this service delivers alarms (`berth serve`).
     pub fn delivery_metrics(&self) -> Option<Arc<DeliveryMetrics>> {
         self.delivery.as_ref().map(Delivery::metrics)
