@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
 use berth_model::DomainMetric;
@@ -69,13 +69,10 @@ fn dnsmasq_binary() -> Option<&'static str> {
     found
 }
 
-/// A UDP port free right now on 127.0.0.1 (berth learns it before dnsmasq starts on it,
-/// because the TXT records need the customers' uuids).
+/// A port for dnsmasq, learned before it starts (berth needs it at start, and the TXT
+/// records need the customers' uuids).
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port()
+    common::free_dns_port()
 }
 
 fn start_dnsmasq(binary: &str, port: u16, records: &[String]) -> Dnsmasq {

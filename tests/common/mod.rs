@@ -601,3 +601,18 @@ impl Drop for PgDatabase {
         }
     }
 }
+
+/// A port free for both UDP and TCP on 127.0.0.1, for a DNS server a test starts later.
+/// Chosen below the kernel's ephemeral range (32768+), so the many outgoing connections of
+/// a test run cannot be holding it as their local port by the time the server binds it.
+pub fn free_dns_port() -> u16 {
+    for _ in 0..1000 {
+        let port = 20000 + (rand::random::<u16>() % 12000);
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port for a test DNS server");
+}

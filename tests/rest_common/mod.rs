@@ -6,7 +6,7 @@
 //! `mod common; mod rest_common;`.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::Duration;
 
@@ -267,9 +267,9 @@ pub fn dnsmasq_binary() -> Option<&'static str> {
     found
 }
 
-/// A UDP port free right now on 127.0.0.1.
+/// A port for a test DNS server (see `common::free_dns_port`).
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port()
+    crate::common::free_dns_port()
 }
 
 /// Starts dnsmasq on 127.0.0.1:`port` with `records` (`--txt-record=…` arguments).

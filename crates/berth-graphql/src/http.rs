@@ -18,6 +18,9 @@ use berth_service::{Caller, Error, Service};
 use crate::error::ErrorCode;
 use crate::{prepare_request, BerthSchema};
 
+/// Read buffer of each WebSocket.
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+
 /// Largest GraphQL request body; a real query is a few KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -76,6 +79,9 @@ async fn websocket(
     let transport_ws = speaks_transport_ws(&headers);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // Subscribers mostly listen: a small read buffer (default 128 KiB per socket) keeps
+        // idle subscriptions cheap; larger client messages still arrive, in more reads.
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| serve_websocket(socket, state, peer, transport_ws))
 }
 
