@@ -1,59 +1,10 @@
 mod common;
 
+use common::fixture;
+
 use berth_model::{ContainerMetric, Day, DomainMetric};
-use berth_store::{accounts, containers, domains, metrics, servers, Store};
+use berth_store::{domains, metrics, Store};
 
-/// A customer with one server (owned when `own_server`) and one container on it.
-#[allow(dead_code)] // not every test file reads every id
-struct Fixture {
-    customer: i64,
-    server: i64,
-    container: i64,
-}
-
-async fn fixture(store: &Store, username: &str, server_name: &str, own_server: bool) -> Fixture {
-    let mut tx = store.write().await.unwrap();
-    let new = accounts::NewCustomer {
-        username,
-        password_hash: "h",
-        email: "",
-        company: None,
-        vat: None,
-    };
-    let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
-    let server = servers::insert(
-        &mut tx,
-        &servers::NewServer {
-            name: server_name,
-            address: "192.0.2.1",
-            memory: 10_000,
-            storage: 10_000,
-            owner_id: own_server.then_some(customer),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
-    let container = containers::insert(
-        &mut tx,
-        &containers::NewContainer {
-            customer_id: customer,
-            server_id: server,
-            name: "app",
-            memory: 100,
-            storage: 100,
-        },
-    )
-    .await
-    .unwrap()
-    .id;
-    tx.commit().await.unwrap();
-    Fixture {
-        customer,
-        server,
-        container,
-    }
-}
 
 const DAY: Day = Day {
     year: 2026,

@@ -1,60 +1,11 @@
 mod common;
 
+use common::fixture;
+
 use berth_model::Proto;
 use berth_store::portmaps::{self, NewPortmap};
-use berth_store::{accounts, containers, servers, Store, StoreError};
+use berth_store::{containers, Store, StoreError};
 
-/// A customer with one server (owned when `own_server`) and one container on it.
-#[allow(dead_code)] // not every test file reads every id
-struct Fixture {
-    customer: i64,
-    server: i64,
-    container: i64,
-}
-
-async fn fixture(store: &Store, username: &str, server_name: &str, own_server: bool) -> Fixture {
-    let mut tx = store.write().await.unwrap();
-    let new = accounts::NewCustomer {
-        username,
-        password_hash: "h",
-        email: "",
-        company: None,
-        vat: None,
-    };
-    let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
-    let server = servers::insert(
-        &mut tx,
-        &servers::NewServer {
-            name: server_name,
-            address: "192.0.2.1",
-            memory: 10_000,
-            storage: 10_000,
-            owner_id: own_server.then_some(customer),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
-    let container = containers::insert(
-        &mut tx,
-        &containers::NewContainer {
-            customer_id: customer,
-            server_id: server,
-            name: "app",
-            memory: 100,
-            storage: 100,
-        },
-    )
-    .await
-    .unwrap()
-    .id;
-    tx.commit().await.unwrap();
-    Fixture {
-        customer,
-        server,
-        container,
-    }
-}
 
 async fn uniqueness_per_server(store: Store) {
     let a = fixture(&store, "alice", "s1", true).await;

@@ -5,7 +5,7 @@
 //! the PostgreSQL half is skipped, unless `BERTH_REQUIRE_ALL=1`, which makes it fail.
 #![allow(dead_code)]
 
-use berth_store::Store;
+use berth_store::{accounts, containers, servers, Store};
 
 pub struct TestDb {
     pub store: Store,
@@ -93,4 +93,55 @@ macro_rules! both_engines {
             }
         }
     };
+}
+
+/// A customer with one server (owned when `own_server`) and one container on it.
+pub struct Fixture {
+    pub customer: i64,
+    pub server: i64,
+    pub container: i64,
+}
+
+pub async fn fixture(store: &Store, username: &str, server_name: &str, own_server: bool) -> Fixture {
+    let mut tx = store.write().await.unwrap();
+    let new = accounts::NewCustomer {
+        username,
+        password_hash: "h",
+        email: "",
+        company: None,
+        vat: None,
+    };
+    let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
+    let server = servers::insert(
+        &mut tx,
+        &servers::NewServer {
+            name: server_name,
+            address: "192.0.2.1",
+            memory: 10_000,
+            storage: 10_000,
+            owner_id: own_server.then_some(customer),
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let container = containers::insert(
+        &mut tx,
+        &containers::NewContainer {
+            customer_id: customer,
+            server_id: server,
+            name: "app",
+            memory: 100,
+            storage: 100,
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    tx.commit().await.unwrap();
+    Fixture {
+        customer,
+        server,
+        container,
+    }
 }
