@@ -3,40 +3,9 @@
 
 mod common;
 
-use common::{error_code, Berth, Customer, Opts};
+use common::{start, Engine, error_code, Berth, Customer, Opts};
 use serde_json::{json, Value};
 
-/// Which database the server runs on; every test here runs on both.
-#[derive(Debug, Clone, Copy)]
-enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-/// `berth serve` on `engine`; `None` (test skipped) when PostgreSQL is not configured.
-async fn start(engine: Engine, opts: Opts) -> Option<Berth> {
-    match engine {
-        Engine::Sqlite => Some(Berth::start_with(opts).await),
-        Engine::Postgres => Berth::start_postgres_with(opts).await,
-    }
-}
-
-/// `on_both_engines!(name, ...)`: tests `name::sqlite` and `name::postgres` calling `name(engine)`.
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await
-            }
-        }
-    )*};
-}
 
 const RAISE: &str =
     "mutation($c: Int!, $m: String!, $level: Int, $color: String, $class: String, $line: Int, $unix: Int) {

@@ -5,107 +5,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
 use berth_model::DomainMetric;
-use common::{error_code, Berth, Customer, Opts};
+use common::dns::{dnsmasq_binary, free_port, start_dnsmasq, Dnsmasq};
+use common::{start, Engine, error_code, Berth, Customer, Opts};
 use serde_json::{json, Value};
 
-/// Which database the server runs on; every test here runs on both.
-#[derive(Debug, Clone, Copy)]
-enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-/// `berth serve` on `engine`; `None` (test skipped) when PostgreSQL is not configured.
-async fn start(engine: Engine, opts: Opts) -> Option<Berth> {
-    match engine {
-        Engine::Sqlite => Some(Berth::start_with(opts).await),
-        Engine::Postgres => Berth::start_postgres_with(opts).await,
-    }
-}
-
-/// `on_both_engines!(name, ...)`: tests `name::sqlite` and `name::postgres` calling `name(engine)`.
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await
-            }
-        }
-    )*};
-}
-
-/// dnsmasq serving only the records given; killed (its own pid only) on drop, also on panic.
-struct Dnsmasq {
-    child: Child,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dnsmasq_binary() -> Option<&'static str> {
-    let found = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"),
-            "BERTH_REQUIRE_ALL=1 but dnsmasq is missing"
-        );
-        eprintln!("skipping: dnsmasq not installed (package dnsmasq-base)");
-    }
-    found
-}
-
-/// A port for dnsmasq, learned before it starts (berth needs it at start, and the TXT
-/// records need the customers' uuids).
-fn free_port() -> u16 {
-    common::free_dns_port()
-}
-
-fn start_dnsmasq(binary: &str, port: u16, records: &[String]) -> Dnsmasq {
-    let child = Command::new(binary)
-        .args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--user=root",
-            &format!("--port={port}"),
-        ])
-        .args(records)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn dnsmasq");
-    let mut dns = Dnsmasq { child };
-    for _ in 0..200 {
-        if let Ok(Some(status)) = dns.child.try_wait() {
-            panic!("dnsmasq exited ({status}); is port {port} taken?");
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return dns;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("dnsmasq did not start on port {port}");
-}
 
 const ADD: &str = "mutation($n: String!) { addDomain(name: $n) { id name uuid note tags } }";
 const LIST: &str = "query($tags: [String!], $first: Int, $after: String) {

@@ -50,6 +50,8 @@
 //!   that run other commands on it; [`berth_command`]: the binary without inherited `BERTH_*`.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -615,4 +617,38 @@ pub fn free_dns_port() -> u16 {
         }
     }
     panic!("no free port for a test DNS server");
+}
+
+/// Which database a server runs on; tests made with [`on_both_engines!`] run on both.
+#[derive(Debug, Clone, Copy)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// `berth serve` on `engine`; `None` (test skipped) when PostgreSQL is not configured.
+pub async fn start(engine: Engine, opts: Opts) -> Option<Berth> {
+    match engine {
+        Engine::Sqlite => Some(Berth::start_with(opts).await),
+        Engine::Postgres => Berth::start_postgres_with(opts).await,
+    }
+}
+
+/// `on_both_engines!(name, ...)`: tests `name::sqlite` and `name::postgres` calling
+/// `name(engine)`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Engine::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Engine::Postgres).await
+            }
+        }
+    )*};
 }
