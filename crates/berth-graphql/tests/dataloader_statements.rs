@@ -162,8 +162,25 @@ fn nested_page_costs_constant_statements() {
 
         // Warm the pool so connection set-up statements are not counted.
         run(100).await;
-        let (small, data10) = run(10).await;
-        let (large, data100) = run(100).await;
+        // DataLoaders batch by time (a short delay collects keys), so a machine busy enough
+        // to stall one poll past the delay can split a batch. The design is what is under
+        // test: take the fewest statements of a few runs. Without loaders (one query per
+        // node) even the fewest would grow tenfold with the page.
+        let fewest = |first: i64| {
+            let run = &run;
+            async move {
+                let mut best: Option<(usize, serde_json::Value)> = None;
+                for _ in 0..5 {
+                    let (n, data) = run(first).await;
+                    if best.as_ref().is_none_or(|(b, _)| n < *b) {
+                        best = Some((n, data));
+                    }
+                }
+                best.expect("at least one run")
+            }
+        };
+        let (small, data10) = fewest(10).await;
+        let (large, data100) = fewest(100).await;
 
         let edges = data100["containers"]["edges"].as_array().unwrap();
         assert_eq!(edges.len(), 100);
