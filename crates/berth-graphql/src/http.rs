@@ -38,6 +38,7 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
         .route("/graphql/ws", get(websocket))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         // Outermost, so it also sees the limit layer's own 413.
         .layer(axum::middleware::map_response(too_large_as_graphql))
         .merge(crate::graphiql::routes())
@@ -317,6 +318,26 @@ fn auth_failure(e: Error) -> Response {
 
 fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(error_body(message, ErrorCode::BadUserInput))).into_response()
+}
+
+/// How much of an oversized body is read (and dropped) before answering 413: a client still
+/// writing when the server closes gets a connection reset instead of the answer.
+const DRAIN_LIMIT: usize = 8 * MAX_BODY;
+
+/// A body whose declared length is over the limit is answered 413 after reading it (up to
+/// [`DRAIN_LIMIT`]), so the client sees the typed error; bodies without a length are cut
+/// by the limit layer as they stream.
+async fn refuse_declared_oversize(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    next.run(request).await
 }
 
 /// The body limit answers 413 in plain text; GraphQL clients get a typed error instead.
