@@ -80,18 +80,16 @@ async fn create(service: &Service, caller: &Caller, raw: &[u8]) -> Reply {
     let (Some(memory), Some(storage)) = (int_like(memory), int_like(storage)) else {
         return wire::bad_request();
     };
-    if memory <= 0 {
-        return wire::conflict_because(StatusCode::OK, "not enough memory");
-    }
-    if storage <= 0 {
-        return wire::conflict_because(StatusCode::OK, "not enough storage");
-    }
     let new = NewContainer { server: server.to_owned(), name, memory, storage };
     match service.create_container(caller, new).await {
         Ok(c) => wire::json(StatusCode::CREATED, &json!({ "message": "Created", "uid": c.uid() })),
         Err(Error::NotFound(_)) | Err(Error::Forbidden(_)) => wire::forbidden(),
         Err(Error::Conflict(reason)) if reason.starts_with("not enough") => {
             wire::conflict_because(StatusCode::OK, &reason)
+        }
+        // The reference answers a size of zero or less like one that does not fit (Q3).
+        Err(Error::BadInput { field, .. }) if field == "memory" || field == "storage" => {
+            wire::conflict_because(StatusCode::OK, &format!("not enough {field}"))
         }
         Err(e) => reply(e, UPDATE_STYLE),
     }
