@@ -1,0 +1,1 @@
+//! The agent (to be written).
