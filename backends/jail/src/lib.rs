@@ -12,4 +12,5 @@ pub mod inside;
 pub mod protocol;
 
 mod backend;
+mod host;
 pub use backend::{HelperCommand, JailBackend, JailOptions};

@@ -28,17 +28,11 @@ pub enum BackendError {
 
 impl BackendError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        BackendError::Io {
-            context: context.into(),
-            source,
-        }
+        BackendError::Io { context: context.into(), source }
     }
 
     pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        BackendError::Invalid {
-            what,
-            reason: reason.into(),
-        }
+        BackendError::Invalid { what, reason: reason.into() }
     }
 }
 

@@ -8,6 +8,7 @@
 //! **Architecture Invariant:** only backends touch the kernel (namespaces, mounts, cgroups,
 //! loop devices); the agent talks to them through [`Backend`] alone.
 
+pub mod distro;
 mod error;
 mod types;
 
