@@ -496,16 +496,23 @@ impl Berth {
     }
 }
 
-impl Drop for Berth {
-    fn drop(&mut self) {
+impl Berth {
+    /// SIGKILLs the server (the pid this harness spawned) and waits until it is gone,
+    /// without an async context: for `Drop` impls of fixtures that must outlive it.
+    pub fn kill9_now(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SIGKILL to the pid we spawned, then wait until it is gone, so its database
-            // (dropped with `self.pg` right after this) and temp dir have no user left.
             let _ = child.start_kill();
             if let Some(pid) = child.id() {
                 wait_gone(pid);
             }
         }
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        // Dead before its database (dropped with `self.pg` right after this) and temp dir go.
+        self.kill9_now();
         drop(self.store.take());
     }
 }

@@ -269,11 +269,9 @@ fn validate_spec(spec: &ContainerSpec) -> Result<()> {
     if spec.storage_mb == 0 || spec.storage_mb.checked_mul(MIB).is_none() {
         return Err(BackendError::invalid("storage", format!("{} MB", spec.storage_mb)));
     }
+    // The helper's rule (`inside::validate_hostname`), so a created container also starts.
     let h = &spec.hostname;
-    if h.is_empty()
-        || h.len() > 64
-        || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    {
+    if h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
         return Err(BackendError::invalid("hostname", format!("{h:?}")));
     }
     for lb in &spec.loopboxes {
@@ -483,8 +481,7 @@ impl Inner {
         match &seen.running {
             Some(r) => {
                 (s.net_rx_bytes, s.net_tx_bytes) = stats::net_stats(r.pid);
-                let home = PathBuf::from(format!("/proc/{}/root/containers/{uid}", r.pid));
-                if let Some((used, total)) = stats::disk_stats(&home) {
+                if let Some((used, total)) = stats::home_disk_stats(r.pid, r.start_ticks, uid) {
                     (s.disk_used_bytes, s.disk_total_bytes) = (used, total);
                 }
             }

@@ -24,7 +24,9 @@
 //!   no_new_privs. stdin/stdout/stderr are the helper's own. The final [`ExecStatus`] is
 //!   written as one JSON line to fd 3 (a pipe the host passes), then the helper exits.
 //! * `loop-mount <dir> <init pid> <loopbox json>` — mounts one [`LoopboxSpec`] inside the
-//!   running jail. Exit 0 on success; on failure a one-line reason on stderr, exit 1.
+//!   running jail. Exit 0 on success; on failure a one-line reason on stderr and exit 1
+//!   when the loopbox is refused (missing, too small, not a directory...; the reason may be
+//!   shown to the customer), exit 2 when the helper itself failed.
 //! * `loop-umount <dir> <init pid> <mountpoint>` — detaches the mount at `<home>/<mountpoint>`
 //!   (its loop device goes with it: loop devices are attached with autoclear). Exit 0 also
 //!   when nothing was mounted there.

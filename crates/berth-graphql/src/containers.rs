@@ -238,6 +238,22 @@ impl Container {
         let boxes = load::<ContainerLoopboxesLoader>(ctx, self.0.id).await?.unwrap_or_default();
         Ok(boxes.into_iter().map(|(b, tags)| crate::loopboxes::Loopbox::with_tags(b, tags)).collect())
     }
+    /// What the agent of its server last observed: state, pid, applied generation, usage.
+    async fn runtime(&self, ctx: &Context<'_>) -> async_graphql::Result<crate::runtime::ContainerRuntime> {
+        crate::runtime::runtime_of(ctx, self.0.id).await
+    }
+    /// Console output with timestamps in `[since, until]` (Unix seconds, inclusive), oldest
+    /// first; the log is bounded, old lines go first. Asks the server's agent, so it costs
+    /// more than a field read.
+    #[graphql(complexity = 20)]
+    async fn logs(
+        &self,
+        ctx: &Context<'_>,
+        since: Option<f64>,
+        until: Option<f64>,
+    ) -> async_graphql::Result<Vec<crate::runtime::LogLine>> {
+        crate::runtime::logs_of(ctx, self.0.uid(), since, until).await
+    }
 }
 
 #[derive(InputObject)]

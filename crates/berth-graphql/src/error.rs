@@ -12,6 +12,7 @@ pub enum ErrorCode {
     Conflict,
     BadUserInput,
     RateLimited,
+    Unavailable,
     Internal,
 }
 
@@ -24,6 +25,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::BadUserInput => "BAD_USER_INPUT",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -36,6 +38,7 @@ impl ErrorCode {
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::BadInput { .. } => ErrorCode::BadUserInput,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }

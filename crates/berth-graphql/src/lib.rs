@@ -16,6 +16,7 @@ mod http;
 mod loopboxes;
 mod metrics;
 mod portmaps;
+mod runtime;
 mod subscriptions;
 mod tags;
 mod telemetry;
@@ -51,6 +52,7 @@ pub struct Mutation(
     custom_distros::CustomDistroMutation,
     loopboxes::LoopboxMutation,
     tags::TagMutation,
+    runtime::RuntimeMutation,
 );
 
 pub type BerthSchema = Schema<Query, Mutation, subscriptions::SubscriptionRoot>;
@@ -93,6 +95,7 @@ pub fn prepare_request(request: async_graphql::Request, service: &Service, calle
         request = alarms::add_loaders(request, service, caller);
         request = portmaps::add_loaders(request, service, caller);
         request = custom_distros::add_loaders(request, service, caller);
+        request = runtime::add_loaders(request, service, caller);
     }
     request
 }

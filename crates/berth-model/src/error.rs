@@ -23,6 +23,11 @@ pub enum Error {
     /// A value the caller sent is malformed or out of range.
     #[error("invalid {field}: {reason}")]
     BadInput { field: String, reason: String },
+    /// The operation cannot be served here now, though nothing is wrong with the request:
+    /// e.g. no agent in this gateway manages the container's server (exec, logs). Retrying
+    /// later, or through the gateway that runs that server's agent, may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Something broke on our side; details are logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -39,6 +44,10 @@ impl Error {
 
     pub fn forbidden(reason: impl Into<String>) -> Self {
         Error::Forbidden(reason.into())
+    }
+
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Error::Unavailable(reason.into())
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> Self {

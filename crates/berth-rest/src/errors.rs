@@ -29,5 +29,9 @@ pub fn reply(e: Error, answers: Answers) -> Reply {
         Error::NotFound(_) => (answers.not_found)(),
         Error::BadInput { .. } => (answers.bad_input)(),
         Error::Conflict(_) => (answers.conflict)(),
+        Error::Unavailable(reason) => wire::json(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "error": "Service Unavailable", "reason": reason }),
+        ),
     }
 }

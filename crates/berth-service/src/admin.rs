@@ -202,6 +202,17 @@ impl Admin {
         Ok(container)
     }
 
+    /// Deletes a container by uid (customers cannot: the reference has no such route). Its
+    /// server's agent sees it gone and removes what ran, leaving nothing on the host.
+    pub async fn remove_container(&self, uid: i64) -> Result<Container> {
+        let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
+        let mut tx = self.store.write().await?;
+        let container = containers::get(&mut tx, id).await?.ok_or(Error::NotFound("container"))?;
+        containers::delete(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(container)
+    }
+
     /// Gives a domain to a customer without the DNS ownership check. Names are globally
     /// unique.
     pub async fn add_domain(&self, customer: &str, name: &str) -> Result<Domain> {

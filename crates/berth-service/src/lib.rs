@@ -23,6 +23,7 @@ pub mod portmaps;
 pub mod metrics;
 pub mod distros;
 pub mod events;
+pub mod runtime;
 
 use std::sync::Arc;
 
@@ -53,6 +54,8 @@ pub struct Service {
     bus: Arc<dyn EventBus>,
     /// Where committed alarms go for delivery to the containers' channels (`berth serve`).
     delivery: Option<delivery::Delivery>,
+    /// Exec and logs of the containers of servers whose agent runs in this process.
+    controls: runtime::Controls,
 }
 
 impl Service {
@@ -63,6 +66,7 @@ impl Service {
             domain_ownership: config.domain_ownership,
             bus: Arc::new(LocalBus::new()),
             delivery: None,
+            controls: runtime::Controls::default(),
             store,
         }
     }

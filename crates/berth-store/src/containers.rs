@@ -237,6 +237,13 @@ pub async fn save(conn: &mut AnyConnection, c: &Container) -> StoreResult<()> {
     Ok(())
 }
 
+/// Deletes a container; its loopboxes, links, port mappings, alarms, metrics and runtime
+/// rows go with it (ON DELETE CASCADE). Returns whether it existed.
+pub async fn delete(conn: &mut AnyConnection, id: i64) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM containers WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Requests a restart: one generation step and a fresh reboot time.
 pub async fn bump_generation(conn: &mut AnyConnection, id: i64) -> StoreResult<()> {
     let now = unix_now();

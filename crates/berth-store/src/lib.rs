@@ -24,6 +24,7 @@ pub mod alarms;
 pub mod alarm_delivery;
 pub mod news;
 pub mod metrics;
+pub mod runtime;
 pub mod events;
 mod flags;
 

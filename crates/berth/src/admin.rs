@@ -123,6 +123,11 @@ pub enum ContainerAction {
         #[arg(long)]
         storage: i64,
     },
+    /// Delete a container; the agent of its server removes whatever of it runs.
+    Remove {
+        #[arg(long)]
+        uid: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,6 +201,10 @@ async fn execute(admin: &Admin, object: Object) -> anyhow::Result<Value> {
                 "customer_id": c.customer_id, "server_id": c.server_id, "memory": c.memory, "storage": c.storage,
                 "generation": c.generation,
             })
+        }
+        Object::Container { action: ContainerAction::Remove { uid } } => {
+            let c = admin.remove_container(uid).await?;
+            json!({ "id": c.id, "uid": c.uid(), "uuid": c.uuid, "name": c.name, "removed": true })
         }
         Object::Domain { action: DomainAction::Add { customer, name } } => {
             let d = admin.add_domain(&customer, &name).await?;

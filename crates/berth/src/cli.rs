@@ -23,6 +23,25 @@ pub enum Command {
     Migrate(DbArgs),
     /// Operator commands working directly on the database.
     Admin(crate::admin::AdminArgs),
+    /// Distros: root filesystems containers run on.
+    #[command(subcommand)]
+    Distro(DistroCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DistroCommand {
+    /// Build a distro rootfs; register it with `berth admin distro add --path DIR`.
+    Build {
+        /// Which distro: `busybox` (from the host's busybox-static).
+        #[arg(value_parser = ["busybox"])]
+        kind: String,
+        /// Directory to build into; must be absent or empty.
+        #[arg(long)]
+        into: PathBuf,
+        /// The statically linked busybox to use.
+        #[arg(long, default_value = berth_backend::distro::HOST_BUSYBOX)]
+        busybox: PathBuf,
+    },
 }
 
 /// Where the database is. Shared by every command that opens it.
@@ -56,7 +75,38 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub delivery: crate::alarm_delivery::DeliveryArgs,
     #[command(flatten)]
+    pub agent: AgentArgs,
+    #[command(flatten)]
     pub db: DbArgs,
+}
+
+/// The in-process agent, active when `--server` names the server this host is.
+#[derive(Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// Seconds between full reconciliations (events trigger one container at once).
+    #[arg(long = "agent-resync", env = "BERTH_AGENT_RESYNC", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub resync_secs: u64,
+    /// Seconds between resource samples (metrics, quota and OOM checks).
+    #[arg(long = "agent-sample", env = "BERTH_AGENT_SAMPLE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sample_secs: u64,
+    /// Seconds a container gets between SIGTERM and SIGKILL when it stops.
+    #[arg(long = "stop-grace", env = "BERTH_STOP_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub stop_grace_secs: u64,
+    /// Cgroup directory (under each controller's root) that holds the jails' cgroups.
+    #[arg(long = "jail-cgroup-parent", env = "BERTH_JAIL_CGROUP_PARENT", default_value = "berth", value_parser = parse_cgroup_name)]
+    pub jail_cgroup_parent: String,
+}
+
+fn parse_cgroup_name(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !value.starts_with('.');
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err("a cgroup name: letters, digits, '-', '_', '.', not starting with '.'".to_owned())
+    }
 }
 
 fn parse_prefix(value: &str) -> Result<String, String> {
@@ -121,5 +171,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(args) => crate::admin::run(args).await,
+        Command::Distro(DistroCommand::Build { kind: _, into, busybox }) => {
+            berth_backend::distro::build_busybox(&busybox, &into)?;
+            println!("busybox distro built in {}", into.display());
+            Ok(())
+        }
     }
 }

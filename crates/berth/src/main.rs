@@ -9,7 +9,16 @@ mod telemetry;
 
 use clap::Parser;
 
+/// Hidden subcommand: the jail backend's helper, which must run before any thread exists
+/// (unshare, setns), so it is dispatched before clap and the async runtime.
+pub(crate) const JAIL_HELPER: &str = "jail-helper";
+
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(JAIL_HELPER) {
+        let code = berth_jail::inside::main(&args[2..]);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::http::header;
@@ -26,6 +27,11 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     if let Some(metrics) = service.delivery_metrics() {
         telemetry.attach_deliveries(metrics);
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = match &args.server {
+        Some(server) => Some(start_agent(&args, server, service.clone(), stop_rx)?),
+        None => None,
+    };
     let app = app(service, telemetry.clone(), &args.api_prefix);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -33,13 +39,62 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!("berth listening on http://{addr}");
     tracing::info!(%addr, backend = %args.backend, "serving");
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("server error")?;
+    if let Some(agent) = agent {
+        // The agent finishes what it is doing and leaves containers running for the next one.
+        let _ = agent.await;
+    }
     store.close().await;
     telemetry.shutdown();
     Ok(())
+}
+
+/// The in-process agent for `server`, on the backend `--backend` names. Containers keep
+/// running when `berth serve` stops; the next agent adopts them.
+fn start_agent(
+    args: &ServeArgs,
+    server: &str,
+    service: Service,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let backend: Arc<dyn berth_backend::Backend> = match args.backend.as_str() {
+        "jail" => {
+            anyhow::ensure!(
+                nix::unistd::geteuid().is_root(),
+                "the jail backend needs root (namespaces, cgroups, loop devices); run as root or omit --server"
+            );
+            let root = args.db.state_dir().join("jail");
+            std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+            Arc::new(berth_jail::JailBackend::new(berth_jail::JailOptions {
+                root,
+                cgroup_parent: args.agent.jail_cgroup_parent.clone(),
+                // This very binary (even if replaced on disk since), through its hidden verb.
+                helper: berth_jail::HelperCommand {
+                    program: "/proc/self/exe".into(),
+                    args: vec![crate::JAIL_HELPER.to_owned()],
+                },
+            }))
+        }
+        other => anyhow::bail!("the {other} backend is not available in this build yet; use --backend jail"),
+    };
+    let options = berth_agent::AgentOptions {
+        resync: Duration::from_secs(args.agent.resync_secs),
+        sample_every: Duration::from_secs(args.agent.sample_secs),
+        stop_grace: Duration::from_secs(args.agent.stop_grace_secs),
+        ..berth_agent::AgentOptions::default()
+    };
+    let agent = berth_agent::Agent::new(service, backend, server, options);
+    tracing::info!(server, backend = %args.backend, "agent starting");
+    Ok(tokio::spawn(agent.run(async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    })))
 }
 
 fn app(service: Service, telemetry: Telemetry, api_prefix: &str) -> Router {

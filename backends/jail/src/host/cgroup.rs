@@ -132,10 +132,19 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // `\ooo` above 0o377 is not a byte: kept as it is (u8 arithmetic would overflow).
         if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
+            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+            match u8::try_from(v) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 4;
+                }
+                Err(_) => {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
         } else {
             out.push(b[i]);
             i += 1;
@@ -356,6 +365,7 @@ mod tests {
         assert_eq!(m["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(m["blkio"], PathBuf::from("/sys/fs/cgroup/blk io"));
         assert!(!m.contains_key("pids"));
+        assert_eq!(unescape_mountinfo("a\\777b\\134"), "a\\777b\\");
         let sys = CgroupSystem::V1 { mounts: m };
         let cg = sys.for_container("berth", 30001).unwrap();
         assert_eq!(

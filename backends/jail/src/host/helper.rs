@@ -8,11 +8,12 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::{AbortHandle, JoinHandle};
 
 use berth_backend::{BackendError, ExecOutput, ExecRequest, LoopboxSpec, EXEC_DEFAULT_TIMEOUT_SECS, EXEC_OUTPUT_LIMIT};
 
-use super::io::{read_capped, read_tail, tail_text, write_all, LineReader};
 use crate::protocol::ExecStatus;
 use crate::HelperCommand;
 
@@ -27,6 +28,10 @@ const EXEC_MARGIN: Duration = Duration::from_secs(10);
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// The kernel refuses a single argument longer than this (MAX_ARG_STRLEN).
 const MAX_ARG: usize = 128 * 1024 - 1;
+/// Longest line read from the helper (`init` dialogue, `exec` status).
+const MAX_LINE: usize = 64 * 1024;
+/// How much of a helper's or tool's stderr is kept for an error message.
+pub(crate) const STDERR_TAIL: usize = 4096;
 
 #[derive(Debug, Error)]
 pub enum HelperError {
@@ -93,13 +98,15 @@ impl<'a> Helper<'a> {
         let mut c = self.command("init", &[dir.as_os_str().to_owned()]);
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.spawn(c)?;
-        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("piped"), 4096));
-        let mut lines = LineReader::new(child.stdout.take().expect("piped"), 64 * 1024);
+        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("piped"), STDERR_TAIL));
+        let mut lines = BufReader::new(child.stdout.take().expect("piped"));
 
         let dialogue = async {
             let mut pid = None;
             loop {
-                let Some(line) = lines.next_line().await? else { return Ok::<_, io::Error>((pid, Answer::Eof)) };
+                let Some(line) = next_line(&mut lines, MAX_LINE).await? else {
+                    return Ok::<_, io::Error>((pid, Answer::Eof));
+                };
                 let line = line.trim_end();
                 if let Some(p) = line.strip_prefix("pid ") {
                     let Ok(p) = p.trim().parse::<u32>() else {
@@ -184,13 +191,19 @@ impl<'a> Helper<'a> {
 
         let mut stdin = child.stdin.take().expect("piped");
         let writer = tokio::spawn(async move {
-            // A command that does not read its input closes the pipe: not an error.
-            let _ = write_all(&mut stdin, &stdin_data).await;
+            // A command that does not read its input closes the pipe: not an error. The pipe
+            // closes when `stdin` drops at the end of the task.
+            let _ = stdin.write_all(&stdin_data).await;
         });
         let stdout = tokio::spawn(read_capped(child.stdout.take().expect("piped"), EXEC_OUTPUT_LIMIT));
         let stderr = tokio::spawn(read_capped(child.stderr.take().expect("piped"), EXEC_OUTPUT_LIMIT));
+        // If this call is dropped half-way (the caller gave up), the helper goes with
+        // `kill_on_drop`; these tasks must go too: a background process of the command may
+        // hold stdout/stderr open forever.
+        let mut tasks = AbortOnDrop(vec![writer.abort_handle(), stdout.abort_handle(), stderr.abort_handle()]);
         let status_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(status_rd)?;
-        let status = tokio::spawn(async move { LineReader::new(status_rx, 64 * 1024).next_line().await });
+        let status = tokio::spawn(async move { next_line(&mut BufReader::new(status_rx), MAX_LINE).await });
+        tasks.0.push(status.abort_handle());
 
         let mut killed = false;
         let exit = match tokio::time::timeout(timeout + EXEC_MARGIN, child.wait()).await {
@@ -246,7 +259,7 @@ impl<'a> Helper<'a> {
         let mut c = self.command(verb, args);
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = self.spawn(c)?;
-        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("piped"), 4096));
+        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("piped"), STDERR_TAIL));
         let status = match tokio::time::timeout(LOOP_TIMEOUT, child.wait()).await {
             Ok(r) => r?,
             Err(_) => {
@@ -268,6 +281,65 @@ impl<'a> Helper<'a> {
             Err(HelperError::Broken { verb, detail: reason })
         }
     }
+}
+
+/// Aborts the tasks when dropped (aborting a finished task does nothing).
+struct AbortOnDrop(Vec<AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The next line (without its `\n`, at most `max` bytes: a longer line comes in pieces),
+/// or `None` at end of file. A last unterminated line is returned too.
+async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    if reader.take(max as u64).read_until(b'\n', &mut line).await? == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+}
+
+/// Reads to end of file, keeping the first `cap` bytes and draining (discarding) the rest,
+/// so the writer never blocks on a full pipe. A read error ends it with what was read.
+async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    if (&mut reader).take(cap as u64).read_to_end(&mut out).await.is_ok() {
+        let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+    }
+    out
+}
+
+/// Reads to end of file, keeping the last `cap` bytes (for error messages).
+pub(crate) async fn read_tail<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n @ 1..) = reader.read(&mut buf).await {
+        out.extend_from_slice(&buf[..n]);
+        if out.len() > cap {
+            out.drain(..out.len() - cap);
+        }
+    }
+    out
+}
+
+/// Bytes as text for an error message: lossy UTF-8, trimmed, the last 1000 bytes at most,
+/// newlines shown as `; `.
+pub(crate) fn tail_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let mut start = text.len().saturating_sub(1000);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].replace('\n', "; ")
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -297,7 +369,7 @@ async fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> 
     }
 }
 
-async fn join_bounded<T>(task: tokio::task::JoinHandle<T>) -> Option<T> {
+async fn join_bounded<T>(task: JoinHandle<T>) -> Option<T> {
     let abort = task.abort_handle();
     match tokio::time::timeout(DRAIN_GRACE, task).await {
         Ok(r) => r.ok(),
@@ -308,7 +380,7 @@ async fn join_bounded<T>(task: tokio::task::JoinHandle<T>) -> Option<T> {
     }
 }
 
-async fn stderr_text(task: tokio::task::JoinHandle<Vec<u8>>) -> String {
+async fn stderr_text(task: JoinHandle<Vec<u8>>) -> String {
     suffix(&join_bounded(task).await.map(|b| tail_text(&b)).unwrap_or_default())
 }
 
@@ -329,5 +401,32 @@ fn describe(status: Option<ExitStatus>) -> String {
             _ => "unknown status".into(),
         },
         None => "still running".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_lines_caps_drains_and_tails() {
+        let mut r = BufReader::new(&b"pid 42\nok\nabcdef\nlast"[..]);
+        assert_eq!(next_line(&mut r, 64).await.unwrap().as_deref(), Some("pid 42"));
+        assert_eq!(next_line(&mut r, 64).await.unwrap().as_deref(), Some("ok"));
+        assert_eq!(next_line(&mut r, 4).await.unwrap().as_deref(), Some("abcd"));
+        assert_eq!(next_line(&mut r, 4).await.unwrap().as_deref(), Some("ef"));
+        assert_eq!(next_line(&mut r, 64).await.unwrap().as_deref(), Some("last"));
+        assert_eq!(next_line(&mut r, 64).await.unwrap(), None);
+
+        // The writer must get rid of all it writes although only 10 bytes are kept.
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move { tx.write_all(&vec![7u8; 1 << 20]).await });
+        let kept = tokio::time::timeout(Duration::from_secs(10), read_capped(rx, 10)).await.unwrap();
+        assert_eq!(kept, vec![7u8; 10]);
+        writer.await.unwrap().unwrap();
+
+        assert_eq!(read_tail(&b"0123456789"[..], 4).await, b"6789");
+        assert_eq!(tail_text(b"  first\nsecond \n"), "first; second");
+        assert_eq!(tail_text(&[b'x'; 1500]).len(), 1000);
     }
 }

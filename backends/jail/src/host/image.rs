@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use berth_backend::BackendError;
 
-use super::io::{read_tail, tail_text};
+use super::helper::{read_tail, tail_text, STDERR_TAIL};
 
 const MIB: u64 = 1024 * 1024;
 /// A filesystem tool that runs longer than this is stuck.
@@ -76,6 +76,8 @@ pub async fn ensure(img: &Path, uid: u32, storage_mb: u64, may_resize: bool) -> 
             fsck(img).await?;
             let target = format!("{storage_mb}M");
             if let Err(detail) = run("resize2fs", &[img.as_os_str().to_owned(), target.into()]).await {
+                // Shown to the customer: without the image's host path.
+                let detail = detail.replace(&*img.to_string_lossy(), "home.img");
                 return Err(ImageError::DoesNotFit { mb: storage_mb, detail });
             }
             set_len(img, want)?;
@@ -147,8 +149,8 @@ async fn run_status(tool: &'static str, args: &[std::ffi::OsString]) -> Result<(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {tool}: {e}"))?;
-    let out = tokio::spawn(read_tail(child.stdout.take().expect("piped"), 4096));
-    let err = tokio::spawn(read_tail(child.stderr.take().expect("piped"), 4096));
+    let out = tokio::spawn(read_tail(child.stdout.take().expect("piped"), STDERR_TAIL));
+    let err = tokio::spawn(read_tail(child.stderr.take().expect("piped"), STDERR_TAIL));
     let status = match tokio::time::timeout(TOOL_TIMEOUT, child.wait()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(format!("waiting for {tool}: {e}")),

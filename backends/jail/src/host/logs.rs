@@ -2,6 +2,8 @@
 //! `console.log.1` (older) and `console.log`.
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use berth_backend::LogLine;
@@ -25,11 +27,24 @@ pub fn parse(text: &str, since: Option<f64>, until: Option<f64>, out: &mut Vec<L
 pub fn read(old: &Path, current: &Path, since: Option<f64>, until: Option<f64>) -> Vec<LogLine> {
     let mut out = Vec::new();
     for path in [old, current] {
-        if let Ok(bytes) = fs::read(path) {
+        if let Some(bytes) = read_regular(path) {
             parse(&String::from_utf8_lossy(&bytes), since, until, &mut out);
         }
     }
     out
+}
+
+/// The content of `path` if it is a regular file. The log directory belongs to the
+/// container's uid: a symlink (or fifo) there is never followed (or waited on).
+fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    let mut file =
+        fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 #[cfg(test)]
@@ -51,5 +66,13 @@ mod tests {
         let some = read(&old, &cur, Some(101.5), Some(103.0));
         let stamps: Vec<f64> = some.iter().map(|l| l.unix).collect();
         assert_eq!(stamps, [101.5, 102.0, 103.0]);
+
+        // A link placed in the log directory is not followed.
+        let secret = t.path().join("secret");
+        fs::write(&secret, "200.000000 host secret\n").unwrap();
+        fs::remove_file(&old).unwrap();
+        std::os::unix::fs::symlink(&secret, &old).unwrap();
+        let lines: Vec<String> = read(&old, &cur, None, None).into_iter().map(|l| l.line).collect();
+        assert_eq!(lines, ["", "", "last"]);
     }
 }

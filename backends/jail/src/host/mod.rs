@@ -7,7 +7,6 @@ pub(crate) mod distro;
 pub(crate) mod files;
 pub(crate) mod helper;
 pub(crate) mod image;
-pub(crate) mod io;
 pub(crate) mod logs;
 pub(crate) mod loopdev;
 pub(crate) mod paths;

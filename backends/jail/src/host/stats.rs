@@ -1,6 +1,7 @@
 //! Resource use of one container, read from its cgroups and from /proc of its init.
 
 use std::fs;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use berth_backend::Stats;
@@ -131,9 +132,26 @@ pub fn net_stats(pid: u32) -> (u64, u64) {
     fs::read_to_string(format!("/proc/{pid}/net/dev")).map(|t| net_dev(&t)).unwrap_or((0, 0))
 }
 
-/// Used and total bytes of the filesystem at `path`.
-pub fn disk_stats(path: &Path) -> Option<(u64, u64)> {
-    let st = nix::sys::statvfs::statvfs(path).ok()?;
+/// Used and total bytes of the container's home, `/containers/<uid>` as the running init
+/// `pid` sees it. Opened below the init's root without following any symlink (a link the
+/// customer placed must not lead to a host filesystem), and only once the init is known to
+/// still be the one that started at `start_ticks` (a reused pid is never looked into).
+pub fn home_disk_stats(pid: u32, start_ticks: u64, uid: u32) -> Option<(u64, u64)> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let root = nix::fcntl::open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    if !super::process::is_alive(pid, start_ticks) {
+        return None;
+    }
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let home = openat2(root.as_fd(), format!("containers/{uid}").as_str(), how).ok()?;
+    let st = nix::sys::statvfs::fstatvfs(&home).ok()?;
     let frsize = st.fragment_size() as u64;
     let blocks = st.blocks() as u64;
     let free = st.blocks_free() as u64;

@@ -66,7 +66,12 @@ pub struct JailFds {
     root: OwnedFd,
 }
 
-pub fn open_jail(pid: i32, namespaces: &[(&str, CloneFlags)]) -> Result<JailFds> {
+/// Opens the namespaces and root of the init `pid` of container `uid`. The pid is checked
+/// ([`verify_init`]) before and again after opening, and the mount namespace opened must
+/// not be ours: if the init died and its pid went to a host process in between, we would
+/// otherwise enter the host.
+pub fn open_jail(pid: i32, uid: u32, namespaces: &[(&str, CloneFlags)]) -> Result<JailFds> {
+    verify_init(pid, uid)?;
     let open =
         |p: String, flags: OFlag| nix::fcntl::open(p.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty()).ctx(|| p);
     let mut fds = Vec::with_capacity(namespaces.len());
@@ -74,6 +79,16 @@ pub fn open_jail(pid: i32, namespaces: &[(&str, CloneFlags)]) -> Result<JailFds>
         fds.push((*flag, open(format!("/proc/{pid}/ns/{name}"), OFlag::O_RDONLY)?));
     }
     let root = open(format!("/proc/{pid}/root"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    verify_init(pid, uid)?;
+    let ours = nix::sys::stat::stat("/proc/self/ns/mnt").ctx(|| "stat /proc/self/ns/mnt".into())?;
+    for (flag, fd) in &fds {
+        if *flag == CloneFlags::CLONE_NEWNS {
+            let theirs = nix::sys::stat::fstat(fd.as_fd()).ctx(|| format!("stat the mount namespace of {pid}"))?;
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
+                return Err(InsideError::Config(format!("process {pid} shares our mount namespace")));
+            }
+        }
+    }
     Ok(JailFds { namespaces: fds, root })
 }
 

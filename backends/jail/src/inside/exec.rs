@@ -108,7 +108,7 @@ fn run(args: &[String]) -> Result<(ExecStatus, i32)> {
     let uid = config.spec.uid;
     enter::verify_init(pid, uid)?;
     join_cgroups(&Real, &config.cgroups)?;
-    let fds = enter::open_jail(pid, &ALL_NAMESPACES)?;
+    let fds = enter::open_jail(pid, uid, &ALL_NAMESPACES)?;
     enter::enter(&Real, fds)?;
 
     let mut env = super::base_env(&config);

@@ -102,13 +102,22 @@ pub fn mount_loopbox(ctx: &LoopCtx, home: BorrowedFd<'_>, uid: u32, spec: &Loopb
 fn enter_home(dir: &Path, pid: i32) -> Result<(u32, OwnedFd)> {
     let config = super::load_config(dir)?;
     let uid = config.spec.uid;
-    enter::verify_init(pid, uid)?;
-    let fds = enter::open_jail(pid, &MOUNT_NAMESPACE)?;
+    let fds = enter::open_jail(pid, uid, &MOUNT_NAMESPACE)?;
     enter::enter(&Real, fds)?;
     let root = open_path_dir(Path::new("/")).ctx(|| "open /".into())?;
     let home = open_beneath(root.as_fd(), &format!("containers/{uid}"), OFlag::O_PATH | OFlag::O_DIRECTORY)
         .ctx(|| format!("open /containers/{uid}"))?;
     Ok((uid, home))
+}
+
+/// Exit code of a failed loopbox verb: 1 when the request itself is refused (its reason is
+/// shown to the customer), 2 when the helper failed (config, /proc, namespaces: the reason
+/// names host paths and is only logged).
+fn exit_code(e: &InsideError) -> i32 {
+    match e {
+        InsideError::Loopbox { .. } | InsideError::Usage(_) => 1,
+        _ => 2,
+    }
 }
 
 /// `loop-mount <dir> <init pid> <loopbox json>`.
@@ -129,7 +138,7 @@ pub fn mount_main(args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("loop-mount: {e}");
-            1
+            exit_code(&e)
         }
     }
 }
@@ -163,7 +172,7 @@ pub fn umount_main(args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("loop-umount: {e}");
-            1
+            exit_code(&e)
         }
     }
 }

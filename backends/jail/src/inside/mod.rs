@@ -26,7 +26,7 @@ mod loopdev;
 mod mounts;
 mod syscall;
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::protocol::{JailConfig, Layout};
 
@@ -122,8 +122,14 @@ pub(crate) fn validate_config(config: &JailConfig) -> Result<()> {
         return Err(InsideError::Config("no cgroup directories".into()));
     }
     for cgroup in &config.cgroups {
-        if !cgroup.is_absolute() || !cgroup.starts_with("/sys/fs/cgroup/") {
+        // `Path::starts_with` compares components: `..` would still pass it.
+        let plain = cgroup.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !plain || !cgroup.starts_with("/sys/fs/cgroup/") {
             return Err(InsideError::Config(format!("cgroup {} is not below /sys/fs/cgroup", cgroup.display())));
+        }
+        // The container's own leaf (`<controller>/<parent>/<uid>`), never a shared cgroup.
+        if cgroup.file_name() != Some(spec.uid.to_string().as_ref()) {
+            return Err(InsideError::Config(format!("cgroup {} is not the container's own", cgroup.display())));
         }
     }
     if let Some(argv) = &spec.command {
@@ -223,6 +229,10 @@ mod tests {
         assert!(validate_config(&c).is_err());
         let mut c = config();
         c.cgroups = vec!["/etc".into()];
+        assert!(validate_config(&c).is_err());
+        c.cgroups = vec!["/sys/fs/cgroup/memory/../../../etc".into()];
+        assert!(validate_config(&c).is_err());
+        c.cgroups = vec!["/sys/fs/cgroup/memory".into()];
         assert!(validate_config(&c).is_err());
         let mut c = config();
         c.spec.command = Some(vec![]);

@@ -18,11 +18,7 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("berth.db").display());
         let store = Store::open(&url).await.expect("open sqlite store");
-        TestDb {
-            store,
-            _dir: Some(dir),
-            drop_pg: None,
-        }
+        TestDb { store, _dir: Some(dir), drop_pg: None }
     }
 
     /// `None` when no PostgreSQL is configured and it is not required.
@@ -40,21 +36,14 @@ impl TestDb {
         };
         let name = format!("berth_t_{:016x}", rand::random::<u64>());
         let admin = Store::connect(&admin_url).await.expect("connect to PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(admin.pool())
-            .await
-            .expect("create test database");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.expect("create test database");
         admin.close().await;
         let url = match admin_url.rfind('/') {
             Some(slash) => format!("{}/{name}", &admin_url[..slash]),
             None => panic!("BERTH_TEST_POSTGRES_URL must end in /<database>"),
         };
         let store = Store::open(&url).await.expect("open postgres store");
-        Some(TestDb {
-            store,
-            _dir: None,
-            drop_pg: Some((admin_url, name)),
-        })
+        Some(TestDb { store, _dir: None, drop_pg: Some((admin_url, name)) })
     }
 
     /// Closes the store and removes a PostgreSQL test database.
@@ -104,13 +93,7 @@ pub struct Fixture {
 
 pub async fn fixture(store: &Store, username: &str, server_name: &str, own_server: bool) -> Fixture {
     let mut tx = store.write().await.unwrap();
-    let new = accounts::NewCustomer {
-        username,
-        password_hash: "h",
-        email: "",
-        company: None,
-        vat: None,
-    };
+    let new = accounts::NewCustomer { username, password_hash: "h", email: "", company: None, vat: None };
     let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
     let server = servers::insert(
         &mut tx,
@@ -127,21 +110,11 @@ pub async fn fixture(store: &Store, username: &str, server_name: &str, own_serve
     .id;
     let container = containers::insert(
         &mut tx,
-        &containers::NewContainer {
-            customer_id: customer,
-            server_id: server,
-            name: "app",
-            memory: 100,
-            storage: 100,
-        },
+        &containers::NewContainer { customer_id: customer, server_id: server, name: "app", memory: 100, storage: 100 },
     )
     .await
     .unwrap()
     .id;
     tx.commit().await.unwrap();
-    Fixture {
-        customer,
-        server,
-        container,
-    }
+    Fixture { customer, server, container }
 }
