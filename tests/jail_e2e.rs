@@ -8,6 +8,8 @@
 //! (through the jail backend itself) on success and on failure.
 
 mod common;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +18,7 @@ use berth_backend::Backend as _;
 use berth_jail::{HelperCommand, JailBackend, JailOptions};
 use common::{Auth, Berth, Customer, Opts};
 use serde_json::{json, Value};
+use ws::{Frame, Protocol, Ws};
 
 fn can_run() -> bool {
     let root = nix_is_root();
@@ -262,9 +265,25 @@ async fn a_container_runs_for_real_and_leaves_nothing() {
     let pending = h.runtime(h.owner.auth(), uid).await;
     assert_ne!(pending["data"]["container"]["runtime"]["state"], "RUNNING", "{pending}");
 
+    let mut events_ws = Ws::open(h.berth.addr, Protocol::TransportWs, &h.owner.auth().header().unwrap()).await;
+    let events = events_ws
+        .subscribe("subscription($u: Int) { containerEvents(container: $u) { container kind generation state } }", json!({ "u": uid }))
+        .await;
     let generation = h.provision(uid).await;
     let runtime = h.running(uid, generation).await;
     assert!(runtime["pid"].as_i64().unwrap() > 1, "{runtime}");
+    // Subscribers see the observed state change, with the generation it runs.
+    let mut seen = vec![];
+    loop {
+        let event = events_ws.next_data(&events).await["containerEvents"].clone();
+        seen.push(event.clone());
+        if event["state"] == "RUNNING" {
+            assert_eq!(event["generation"].as_i64(), Some(generation), "{seen:?}");
+            break;
+        }
+        assert!(seen.len() < 10, "no RUNNING event: {seen:?}");
+    }
+    events_ws.close().await;
     assert!(runtime["lastError"].is_null(), "{runtime}");
 
     let id = h.exec(uid, "id -u").await;
@@ -359,6 +378,14 @@ async fn an_oom_kill_raises_an_alarm() {
     // Host safety: the hog runs only once the limit is read back from inside its cgroup.
     let limit = h.exec(uid, "cat /run/cgroup/memory.limit_in_bytes 2>/dev/null || cat /run/cgroup/memory.max").await;
     assert_eq!(out(&limit, "stdout"), (32 * 1024 * 1024).to_string(), "no memory limit: refusing to run the hog");
+    // Live: the owner subscribes to the container's system alarms; a stranger to all of its own.
+    let mut owner_ws = Ws::open(h.berth.addr, Protocol::TransportWs, &h.owner.auth().header().unwrap()).await;
+    let owner_sub = owner_ws
+        .subscribe("subscription($u: Int) { alarms(container: $u, level: 0) { container level message } }", json!({ "u": uid }))
+        .await;
+    let stranger = h.berth.fixture_customer("onlooker").await;
+    let mut stranger_ws = Ws::open(h.berth.addr, Protocol::LegacyWs, &stranger.auth().header().unwrap()).await;
+    let stranger_sub = stranger_ws.subscribe("subscription { alarms { container message } }", json!({})).await;
     let hog = h.exec(uid, "ulimit -v 262144; dd if=/dev/zero of=/dev/null bs=100M count=1").await;
     assert_ne!(hog["exitCode"].as_i64(), Some(0), "{hog}");
     let mut alarms = Value::Null;
@@ -382,6 +409,14 @@ async fn an_oom_kill_raises_an_alarm() {
         "no OOM alarm: {alarms}\n{}",
         h.log()
     );
+    let live = owner_ws.next_data(&owner_sub).await;
+    assert_eq!((live["alarms"]["container"].as_i64(), live["alarms"]["level"].as_i64()), (Some(uid), Some(0)));
+    assert!(live["alarms"]["message"].as_str().unwrap().contains("oom"), "{live}");
+    match stranger_ws.frame_within(Duration::from_secs(1)).await {
+        None => {}
+        Some(Frame::Json(m)) if m["id"] != stranger_sub => {}
+        Some(other) => panic!("another customer received {other:?}"),
+    }
     drop(h);
 }
 
@@ -404,5 +439,124 @@ async fn a_restarted_agent_adopts_running_containers() {
     assert_eq!(after["pid"].as_i64(), Some(pid), "adoption must not restart a healthy container: {after}");
     assert_eq!(after["startedAt"], before["startedAt"]);
     assert_eq!(out(&h.exec(uid, "id -u").await, "stdout"), uid.to_string());
+    drop(h);
+}
+
+/// The agent samples every series into the metrics the APIs read, raises one quota alarm
+/// per `alarm_freq` when the home passes `quota_threshold`, and stops a container that
+/// lost its keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_metrics_raises_quota_alarms_and_stops_without_keys() {
+    if !can_run() {
+        return;
+    }
+    let h = host().await;
+    let uid = h.create("quota", 64, 32).await;
+    let generation = h.provision(uid).await;
+    h.running(uid, generation).await;
+    let threshold = h
+        .berth
+        .gql_ok(
+            h.owner.auth(),
+            "mutation($u: Int!) { updateContainer(uid: $u, input: { quotaThreshold: 50 }) { generation } }",
+            json!({ "u": uid }),
+        )
+        .await["updateContainer"]["generation"]
+        .as_i64()
+        .unwrap();
+    h.running(uid, threshold).await;
+    let fill = h.exec(uid, "dd if=/dev/zero of=$HOME/fill bs=1M count=20 conv=fsync 2>&1 && echo done").await;
+    assert!(out(&fill, "stdout").ends_with("done"), "{fill}");
+
+    let quota_alarms = || async {
+        let page = h
+            .berth
+            .gql_ok(
+                h.owner.auth(),
+                "query($u: Int!) { alarms(container: $u, level: 0) { edges { node { message } } } }",
+                json!({ "u": uid }),
+            )
+            .await;
+        page["alarms"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["node"]["message"].as_str().map(str::to_owned))
+            .filter(|m| m.contains("quota"))
+            .collect::<Vec<_>>()
+    };
+    let mut alarms = vec![];
+    for _ in 0..100 {
+        alarms = quota_alarms().await;
+        if !alarms.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(alarms.len(), 1, "one quota alarm: {alarms:?}\n{}", h.log());
+    // More samples pass (one a second): alarm_freq (60 s) holds further quota alarms back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(quota_alarms().await.len(), 1, "at most one quota alarm per alarm_freq");
+
+    for kind in ["cpu", "mem", "mem.rss", "mem.cache", "io.read", "io.write", "net.rx", "net.tx", "quota"] {
+        let samples = h
+            .berth
+            .gql_ok(
+                h.owner.auth(),
+                "query($u: Int!, $k: String!) { containerMetrics(container: $u, kind: $k) { unix value } }",
+                json!({ "u": uid, "k": kind }),
+            )
+            .await;
+        let samples = samples["containerMetrics"].as_array().unwrap();
+        assert!(!samples.is_empty(), "no {kind} samples");
+        if kind == "quota" {
+            let last = samples.last().unwrap()["value"].as_i64().unwrap();
+            assert!(last >= 20 * 1024 * 1024, "quota sample counts the home's use: {last}");
+        }
+        if kind == "mem" {
+            assert!(samples.iter().any(|s| s["value"].as_i64() > Some(0)), "{samples:?}");
+        }
+    }
+    let runtime = h.runtime(h.owner.auth(), uid).await["data"]["container"]["runtime"].clone();
+    assert!(runtime["diskUsed"].as_i64() >= Some(20 * 1024 * 1024), "{runtime}");
+    assert!(runtime["memoryUsed"].as_i64() > Some(0), "{runtime}");
+
+    // Seed: a container without keys does not run.
+    h.berth
+        .gql_ok(
+            h.owner.auth(),
+            "mutation($u: Int!) { updateContainer(uid: $u, input: { sshKeys: [] }) { uid } }",
+            json!({ "u": uid }),
+        )
+        .await;
+    let stopped = h.wait_runtime(uid, "STOPPED", |r| r["state"] == "STOPPED").await;
+    assert!(stopped["pid"].is_null(), "{stopped}");
+    drop(h);
+}
+
+/// A container that cannot start shows why in `lastError` (FAILED), is retried with
+/// backoff, and runs once the cause is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_shows_its_error_and_recovers() {
+    if !can_run() {
+        return;
+    }
+    let h = host().await;
+    let broken = h.berth.admin(&["distro", "add", "--name", "broken", "--path", "/nonexistent/berth-distro"]).await;
+    let uid = h.create("broken", 64, 32).await;
+    h.berth
+        .gql_ok(
+            h.owner.auth(),
+            "mutation($u: Int!, $d: Int!, $k: [String!]) { updateContainer(uid: $u, input: { distro: $d, sshKeys: $k }) { uid } }",
+            json!({ "u": uid, "d": broken["id"], "k": [KEY] }),
+        )
+        .await;
+    let failed = h.wait_runtime(uid, "FAILED", |r| r["state"] == "FAILED").await;
+    let error = failed["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("distro"), "lastError names the cause: {failed}");
+    assert!(!error.contains("/nonexistent"), "no host path in a customer's error: {error}");
+    let generation = h.provision(uid).await;
+    let running = h.running(uid, generation).await;
+    assert!(running["lastError"].is_null(), "a success clears the error: {running}");
     drop(h);
 }

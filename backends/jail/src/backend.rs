@@ -285,8 +285,10 @@ fn validate_spec(spec: &ContainerSpec) -> Result<()> {
 }
 
 fn check_distro(distro: &DistroSpec) -> Result<()> {
-    distro::check_rootfs(&distro.path)
-        .map_err(|e| BackendError::Distro { name: distro.name.clone(), reason: e.to_string() })
+    distro::check_rootfs(&distro.path).map_err(|e| {
+        tracing::warn!(distro = %distro.name, path = %distro.path.display(), error = %e, "distro not usable");
+        BackendError::Distro { name: distro.name.clone(), reason: e.to_string() }
+    })
 }
 
 fn now_secs() -> i64 {

@@ -9,7 +9,8 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum DistroError {
-    #[error("{0} is not a directory")]
+    /// The operator's path stays in the agent's log; customers see the distro's name only.
+    #[error("its root filesystem is missing or not a directory")]
     NotDirectory(String),
     #[error("{0}")]
     Shell(String),
