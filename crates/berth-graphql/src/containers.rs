@@ -14,7 +14,21 @@ use crate::{caller, gql_error, service};
 /// How long a loader collects keys before it runs its batch. The default 1 ms is shorter
 /// than resolving a page of 100 nodes takes in a debug build, which split batches; a few
 /// milliseconds keep one statement per relation at a small latency cost.
-pub(crate) const LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+pub const LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
+static LOADER_DELAY_MICROS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(LOADER_DELAY.as_micros() as u64);
+
+/// Changes the batching delay of every DataLoader built from now on (process-wide). The
+/// statement-count test sets a long one, so that a loaded machine resolving a page slower
+/// than 5 ms cannot split a batch and the test measures the loader design alone.
+pub fn set_loader_delay(delay: std::time::Duration) {
+    LOADER_DELAY_MICROS.store(delay.as_micros().min(u128::from(u64::MAX)) as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn loader_delay() -> std::time::Duration {
+    std::time::Duration::from_micros(LOADER_DELAY_MICROS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// Defines a DataLoader for one relation: keys are row ids, the value comes from one
 /// service batch method that takes the caller, so the batch holds only the caller's rows.
@@ -32,7 +46,7 @@ macro_rules! batch_loader {
                 caller: berth_service::Caller,
             ) -> async_graphql::dataloader::DataLoader<$name> {
                 async_graphql::dataloader::DataLoader::new($name { service: service.clone(), caller }, tokio::spawn)
-                    .delay(crate::containers::LOADER_DELAY)
+                    .delay(crate::containers::loader_delay())
             }
         }
 

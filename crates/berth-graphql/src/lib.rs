@@ -26,6 +26,7 @@ use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};
 
 pub use error::{ensure_codes, gql_error, ErrorCode};
+pub use containers::{set_loader_delay, LOADER_DELAY};
 pub use http::router;
 pub use telemetry::GraphqlMetrics;
 

@@ -136,6 +136,9 @@ fn nested_page_costs_constant_statements() {
     // its key, so the count measures the loader design, not how busy the machine is (on a
     // loaded multi-thread runtime the batch timer may fire mid-page and split a batch).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // A batch waits this long for keys: far longer than a page takes even on a loaded CI
+    // machine, so a batch can only split if the design does.
+    berth_graphql::set_loader_delay(std::time::Duration::from_millis(100));
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("sqlite://{}", dir.path().join("b.db").display())).await.unwrap();
