@@ -461,8 +461,12 @@ impl Inner {
         uids.sort_unstable();
         let mut out = Vec::with_capacity(uids.len());
         for uid in uids {
-            if let Some(o) = self.observe(uid)? {
-                out.push(o);
+            // One damaged container must not hide (and so block the adoption of) the others;
+            // `state(uid)` still reports its error to whoever reconciles it.
+            match self.observe(uid) {
+                Ok(Some(o)) => out.push(o),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(uid, error = %e, "cannot observe a container; left out of the list"),
             }
         }
         Ok(out)

@@ -326,3 +326,24 @@ async fn mounts_loopboxes_through_the_helper() {
     let loops = std::process::Command::new("losetup").arg("-a").output().unwrap();
     assert!(!String::from_utf8_lossy(&loops.stdout).contains(&dir));
 }
+
+/// A container whose config is damaged is left out of `list` (with a warning) instead of
+/// failing it, so the others can still be adopted; `state` still reports the damage.
+#[tokio::test]
+async fn a_damaged_container_does_not_hide_the_others() {
+    if !is_root() {
+        return;
+    }
+    let s = Setup::new("damaged");
+    s.backend.prepare_distro(&s.distro).await.unwrap();
+    for uid in [39911, 39912] {
+        s.backend.create(&s.spec(uid)).await.unwrap();
+    }
+    std::fs::write(Layout::new(&s.options.root, 39911).config(), b"{ not json").unwrap();
+    let listed: Vec<u32> = s.backend.list().await.unwrap().iter().map(|o| o.uid).collect();
+    assert_eq!(listed, [39912]);
+    assert!(s.backend.state(39911).await.is_err(), "state names the damage");
+    for uid in [39911, 39912] {
+        s.backend.remove(uid).await.unwrap();
+    }
+}
