@@ -180,10 +180,8 @@ fn main() {
 }
 
 async fn run(a: Arc<Args>) {
-    let authorization = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", a.user, a.password))
-    );
+    let authorization =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", a.user, a.password)));
     let http = reqwest::Client::new();
     // One authenticated request first: the password check is then cached, so the N
     // connection_inits below cost no argon2 each.
@@ -237,7 +235,9 @@ async fn run(a: Arc<Args>) {
                     }
                 }
                 Ok(None) => panic!("every subscriber task ended"),
-                Err(_) => panic!("round {round}: only {got} of {} subscribers got alarm {id} within 60 s", a.subscribers),
+                Err(_) => {
+                    panic!("round {round}: only {got} of {} subscribers got alarm {id} within 60 s", a.subscribers)
+                }
             }
         }
         let last = latencies.iter().cloned().fold(0.0, f64::max);
@@ -271,7 +271,11 @@ async fn run(a: Arc<Args>) {
         percentile(&all_delivered, 99.0),
         percentile(&all_delivered, 0.0)
     );
-    println!("RESULT raiseAlarm POST ms: p50={:.1} p99={:.1}", percentile(&post_times, 50.0), percentile(&post_times, 99.0));
+    println!(
+        "RESULT raiseAlarm POST ms: p50={:.1} p99={:.1}",
+        percentile(&post_times, 50.0),
+        percentile(&post_times, 99.0)
+    );
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         let per = (after.saturating_sub(before)) as f64 / a.subscribers as f64;
         println!("RESULT server VmRSS: before={before} KiB after={after} KiB => {per:.1} KiB per idle subscriber");

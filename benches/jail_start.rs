@@ -21,7 +21,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
-    let helper = PathBuf::from(std::env::var("BERTH_JAIL_HELPER").expect("BERTH_JAIL_HELPER: path of berth-jail-helper"));
+    let helper =
+        PathBuf::from(std::env::var("BERTH_JAIL_HELPER").expect("BERTH_JAIL_HELPER: path of berth-jail-helper"));
     let dir = tempfile::Builder::new().prefix("berth-bench-jail-").tempdir().unwrap();
     let rootfs = dir.path().join("busybox");
     distro::build_busybox(Path::new(distro::HOST_BUSYBOX), &rootfs).unwrap();
@@ -103,7 +104,18 @@ async fn raw_jail(base: &Path, rootfs: &Path, n: usize) -> Duration {
     );
     let started = Instant::now();
     let mut child = tokio::process::Command::new("unshare")
-        .args(["--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--fork", "--kill-child", "--propagation", "private"])
+        .args([
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--net",
+            "--pid",
+            "--cgroup",
+            "--fork",
+            "--kill-child",
+            "--propagation",
+            "private",
+        ])
         .args(["/bin/sh", "-c", &script])
         .stdout(Stdio::piped())
         .kill_on_drop(true)

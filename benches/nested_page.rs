@@ -31,11 +31,23 @@ fn fixture() -> Fixture {
         let store = Store::open(&format!("sqlite://{}", dir.path().join("bench.db").display())).await.unwrap();
         let (customer_id, server_id) = {
             let mut tx = store.write().await.unwrap();
-            let new = accounts::NewCustomer { username: "me", password_hash: "h", email: "", company: Some("bench"), vat: None };
+            let new = accounts::NewCustomer {
+                username: "me",
+                password_hash: "h",
+                email: "",
+                company: Some("bench"),
+                vat: None,
+            };
             let me = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
             let s = servers::insert(
                 &mut tx,
-                &servers::NewServer { name: "s1", address: "192.0.2.1", memory: 1 << 40, storage: 1 << 40, owner_id: Some(me) },
+                &servers::NewServer {
+                    name: "s1",
+                    address: "192.0.2.1",
+                    memory: 1 << 40,
+                    storage: 1 << 40,
+                    owner_id: Some(me),
+                },
             )
             .await
             .unwrap();
@@ -57,7 +69,8 @@ fn fixture() -> Fixture {
 impl Fixture {
     fn run(&self, query: &str) -> async_graphql::Response {
         self.runtime.block_on(async {
-            let request = berth_graphql::prepare_request(async_graphql::Request::new(query), &self.service, Some(self.caller));
+            let request =
+                berth_graphql::prepare_request(async_graphql::Request::new(query), &self.service, Some(self.caller));
             self.schema.execute(request).await
         })
     }

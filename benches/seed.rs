@@ -34,7 +34,8 @@ fn main() {
     runtime.block_on(async {
         let store = Store::open(&database).await.expect("open the database");
         let mut conn = store.read().await.unwrap();
-        let customer_id = accounts::customer_by_username(&mut conn, &customer).await.unwrap().expect("no such customer").id;
+        let customer_id =
+            accounts::customer_by_username(&mut conn, &customer).await.unwrap().expect("no such customer").id;
         let server_id = servers::by_name(&mut conn, &server).await.unwrap().expect("no such server").id;
         drop(conn);
         let started = std::time::Instant::now();

@@ -55,13 +55,14 @@ struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn record(State(state): State<Arc<ReceiverState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    state.requests.lock().unwrap().push(Recorded {
-        method,
-        path: uri.path().to_owned(),
-        headers,
-        body,
-    });
+async fn record(
+    State(state): State<Arc<ReceiverState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    state.requests.lock().unwrap().push(Recorded { method, path: uri.path().to_owned(), headers, body });
     let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap()
 }
@@ -180,11 +181,7 @@ async fn wait_log(berth: &Berth, needles: &[&str], n: usize) -> Vec<String> {
         if lines.len() >= n {
             return lines;
         }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "expected {n} log line(s) with {needles:?}; log:\n{}",
-            log_text(berth)
-        );
+        assert!(started.elapsed() < DEADLINE, "expected {n} log line(s) with {needles:?}; log:\n{}", log_text(berth));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -230,9 +227,8 @@ async fn raise(berth: &Berth, who: &Customer, uid: i64, msg: &str) -> i64 {
 }
 
 async fn container_name(berth: &Berth, who: &Customer, uid: i64) -> String {
-    let data = berth
-        .gql_ok(who.auth(), "query($uid: Int!) { container(uid: $uid) { name } }", json!({ "uid": uid }))
-        .await;
+    let data =
+        berth.gql_ok(who.auth(), "query($uid: Int!) { container(uid: $uid) { name } }", json!({ "uid": uid })).await;
     data["container"]["name"].as_str().unwrap().to_owned()
 }
 
@@ -264,10 +260,7 @@ async fn pushover_pushbullet_and_slack_get_the_alarm() {
     let pushover = receiver.wait_for("/pushover", 1).await;
     assert_eq!(pushover[0].method, Method::POST);
     assert_eq!(pushover[0].path, "/pushover/1/messages.json");
-    assert!(pushover[0]
-        .header("content-type")
-        .unwrap()
-        .starts_with("application/x-www-form-urlencoded"));
+    assert!(pushover[0].header("content-type").unwrap().starts_with("application/x-www-form-urlencoded"));
     let form = pushover[0].form();
     let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     assert_eq!(field("token"), Some("t-kratos"));
@@ -303,13 +296,8 @@ async fn alarm_freq_allows_one_delivery_per_interval() {
     let receiver = Receiver::start().await;
     let berth = Berth::start_with(opts(&receiver, true)).await;
     let (kratos, uid) = customer_with_container(&berth, "kratos").await;
-    let updated = update(
-        &berth,
-        &kratos,
-        uid,
-        json!({ "alarmFreq": 60, "slackWebhook": receiver.url("/slack/k") }),
-    )
-    .await;
+    let updated =
+        update(&berth, &kratos, uid, json!({ "alarmFreq": 60, "slackWebhook": receiver.url("/slack/k") })).await;
     assert_eq!(updated["updateContainer"]["alarmFreq"], 60);
     let first = raise(&berth, &kratos, uid, "first").await;
     let second = raise(&berth, &kratos, uid, "second").await;
@@ -321,11 +309,7 @@ async fn alarm_freq_allows_one_delivery_per_interval() {
     assert!(got[0].json()["text"].as_str().unwrap().ends_with("first"));
     // ...but both alarms are stored.
     let alarms = berth
-        .gql_ok(
-            kratos.auth(),
-            "query($c: Int) { alarms(container: $c) { totalCount } }",
-            json!({ "c": uid }),
-        )
+        .gql_ok(kratos.auth(), "query($c: Int) { alarms(container: $c) { totalCount } }", json!({ "c": uid }))
         .await;
     assert_eq!(alarms["alarms"]["totalCount"], 2);
     // The slot is in the database: a restarted gateway still honours it.
@@ -346,7 +330,8 @@ async fn a_failed_delivery_is_retried() {
     let id = raise(&berth, &kratos, uid, "flaky").await;
     let got = receiver.wait_for("/slack", 2).await;
     assert_eq!(got[0].body, got[1].body, "the retry sends the same alarm");
-    let retried = wait_log(&berth, &["alarm delivery failed, retrying", "channel=slack", &format!("alarm={id} ")], 1).await;
+    let retried =
+        wait_log(&berth, &["alarm delivery failed, retrying", "channel=slack", &format!("alarm={id} ")], 1).await;
     assert!(retried[0].contains("500"), "{retried:?}");
     let delivered = wait_log(&berth, &["alarm delivered", "channel=slack", &format!("alarm={id} ")], 1).await;
     assert!(delivered[0].contains("attempt=2"), "{delivered:?}");
@@ -420,7 +405,11 @@ async fn gateways_on_one_postgres_agree_on_alarm_freq() {
     loop {
         let skipped = [(&one, a), (&two, b)]
             .iter()
-            .filter(|(g, id)| log_text(g).lines().any(|l| l.contains("alarm delivery skipped: alarm_freq") && l.contains(&format!("alarm={id} "))))
+            .filter(|(g, id)| {
+                log_text(g)
+                    .lines()
+                    .any(|l| l.contains("alarm delivery skipped: alarm_freq") && l.contains(&format!("alarm={id} ")))
+            })
             .count();
         if skipped == 1 {
             break;
@@ -515,11 +504,7 @@ VirtualHost "{XMPP_HOST}"
             .kill_on_drop(true)
             .spawn()
             .expect("spawn prosody");
-        let prosody = Prosody {
-            child,
-            port,
-            dir,
-        };
+        let prosody = Prosody { child, port, dir };
         let started = tokio::time::Instant::now();
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             assert!(
@@ -728,9 +713,7 @@ async fn private_urls_are_bad_input() {
         ("webhookUrl", "ftp://example.com/"),
         ("webhookUrl", "not a url"),
     ] {
-        let body = berth
-            .gql(kratos.auth(), UPDATE, json!({ "uid": uid, "input": { field: url } }))
-            .await;
+        let body = berth.gql(kratos.auth(), UPDATE, json!({ "uid": uid, "input": { field: url } })).await;
         assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{field} {url}: {body}");
     }
     // Public URLs are accepted (no DNS at update time; delivery checks what they resolve to).
@@ -742,7 +725,11 @@ async fn private_urls_are_bad_input() {
     )
     .await;
     let shown = berth
-        .gql_ok(kratos.auth(), "query($uid: Int!) { container(uid: $uid) { slackWebhook webhookUrl } }", json!({ "uid": uid }))
+        .gql_ok(
+            kratos.auth(),
+            "query($uid: Int!) { container(uid: $uid) { slackWebhook webhookUrl } }",
+            json!({ "uid": uid }),
+        )
         .await;
     assert_eq!(shown["container"]["webhookUrl"], "https://ops.example.com/berth");
     assert_eq!(shown["container"]["slackWebhook"], "https://hooks.slack.com/services/T0/B0/X");

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{start, Engine, error_code, Berth, Customer, Opts};
+use common::{error_code, start, Berth, Customer, Engine, Opts};
 use serde_json::{json, Value};
-
 
 const RAISE: &str =
     "mutation($c: Int!, $m: String!, $level: Int, $color: String, $class: String, $line: Int, $unix: Int) {
@@ -38,13 +37,7 @@ async fn world(engine: Engine) -> Option<World> {
     let server = berth.fixture_server(None).await;
     let k_uid = berth.fixture_container("kratos", &server.name, 100, 100).await;
     let z_uid = berth.fixture_container("zeus", &server.name, 100, 100).await;
-    Some(World {
-        berth,
-        kratos,
-        zeus,
-        k_uid,
-        z_uid,
-    })
+    Some(World { berth, kratos, zeus, k_uid, z_uid })
 }
 
 fn messages(data: &Value) -> Vec<String> {
@@ -59,13 +52,7 @@ fn messages(data: &Value) -> Vec<String> {
 async fn raise_list_page_and_delete(engine: Engine) {
     let Some(w) = world(engine).await else { return };
     let b = &w.berth;
-    let raised = b
-        .gql_ok(
-            w.kratos.auth(),
-            RAISE,
-            json!({ "c": w.k_uid, "m": "\"quoted\" raw text" }),
-        )
-        .await;
+    let raised = b.gql_ok(w.kratos.auth(), RAISE, json!({ "c": w.k_uid, "m": "\"quoted\" raw text" })).await;
     let first = &raised["raiseAlarm"];
     assert_eq!(first["container"], w.k_uid);
     assert_eq!(first["level"], 1, "level defaults to 1");
@@ -79,8 +66,7 @@ async fn raise_list_page_and_delete(engine: Engine) {
         let made = b.gql_ok(w.kratos.auth(), RAISE, vars).await;
         assert_eq!(made["raiseAlarm"]["color"], "#ff0000", "a missing # is prepended");
     }
-    b.gql_ok(w.zeus.auth(), RAISE, json!({ "c": w.z_uid, "m": "zeus only" }))
-        .await;
+    b.gql_ok(w.zeus.auth(), RAISE, json!({ "c": w.z_uid, "m": "zeus only" })).await;
 
     // Newest first by unix; zeus' alarm is not in kratos' list.
     let all = b.gql_ok(w.kratos.auth(), LIST, json!({})).await;
@@ -91,9 +77,7 @@ async fn raise_list_page_and_delete(engine: Engine) {
     let mut seen = Vec::new();
     let mut after = Value::Null;
     loop {
-        let page = b
-            .gql_ok(w.kratos.auth(), LIST, json!({ "first": 2, "after": after }))
-            .await;
+        let page = b.gql_ok(w.kratos.auth(), LIST, json!({ "first": 2, "after": after })).await;
         assert_eq!(page["alarms"]["totalCount"], 5);
         seen.extend(messages(&page));
         if !page["alarms"]["pageInfo"]["hasNextPage"].as_bool().unwrap() {
@@ -105,48 +89,21 @@ async fn raise_list_page_and_delete(engine: Engine) {
 
     // Exact-match filters combine with AND.
     let a = b.gql_ok(w.kratos.auth(), LIST, json!({ "class": "a" })).await;
-    assert_eq!(
-        (messages(&a), a["alarms"]["totalCount"].clone()),
-        (vec!["m2".to_owned(), "m0".to_owned()], json!(2))
-    );
-    let l3 = b
-        .gql_ok(w.kratos.auth(), LIST, json!({ "level": 3, "class": "b" }))
-        .await;
+    assert_eq!((messages(&a), a["alarms"]["totalCount"].clone()), (vec!["m2".to_owned(), "m0".to_owned()], json!(2)));
+    let l3 = b.gql_ok(w.kratos.auth(), LIST, json!({ "level": 3, "class": "b" })).await;
     assert_eq!(messages(&l3), ["m3", "m1"]);
-    let line = b
-        .gql_ok(w.kratos.auth(), LIST, json!({ "line": 2, "color": "#ff0000" }))
-        .await;
+    let line = b.gql_ok(w.kratos.auth(), LIST, json!({ "line": 2, "color": "#ff0000" })).await;
     assert_eq!(messages(&line), ["m2"]);
-    let mine = b
-        .gql_ok(w.kratos.auth(), LIST, json!({ "c": w.k_uid, "level": 1 }))
-        .await;
+    let mine = b.gql_ok(w.kratos.auth(), LIST, json!({ "c": w.k_uid, "level": 1 })).await;
     assert_eq!(messages(&mine), ["\"quoted\" raw text"]);
 
     // One alarm, then delete it.
     let id = first["id"].as_i64().unwrap();
-    let one = b
-        .gql_ok(
-            w.kratos.auth(),
-            "query($id: Int!) { alarm(id: $id) { message } }",
-            json!({ "id": id }),
-        )
-        .await;
+    let one = b.gql_ok(w.kratos.auth(), "query($id: Int!) { alarm(id: $id) { message } }", json!({ "id": id })).await;
     assert_eq!(one["alarm"]["message"], "\"quoted\" raw text");
-    let gone = b
-        .gql_ok(
-            w.kratos.auth(),
-            "mutation($id: Int!) { deleteAlarm(id: $id) }",
-            json!({ "id": id }),
-        )
-        .await;
+    let gone = b.gql_ok(w.kratos.auth(), "mutation($id: Int!) { deleteAlarm(id: $id) }", json!({ "id": id })).await;
     assert_eq!(gone["deleteAlarm"], id);
-    let again = b
-        .gql(
-            w.kratos.auth(),
-            "query($id: Int!) { alarm(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
+    let again = b.gql(w.kratos.auth(), "query($id: Int!) { alarm(id: $id) { id } }", json!({ "id": id })).await;
     assert_eq!(error_code(&again), Some("NOT_FOUND"));
     assert_eq!(b.count("alarms").await, 5);
 }
@@ -160,10 +117,7 @@ async fn bad_input_is_typed_and_stores_nothing(engine: Engine) {
         (json!({ "c": w.k_uid, "m": "x", "color": "#ff00" }), "BAD_USER_INPUT"),
         (json!({ "c": w.k_uid, "m": "x", "color": "#gg0000" }), "BAD_USER_INPUT"),
         (json!({ "c": w.k_uid, "m": "x", "line": -1 }), "BAD_USER_INPUT"),
-        (
-            json!({ "c": w.k_uid, "m": "x", "class": "c".repeat(256) }),
-            "BAD_USER_INPUT",
-        ),
+        (json!({ "c": w.k_uid, "m": "x", "class": "c".repeat(256) }), "BAD_USER_INPUT"),
         (json!({ "c": w.k_uid, "m": "nul\u{0}inside" }), "BAD_USER_INPUT"),
         (json!({ "c": w.k_uid, "m": "x", "level": "high" }), "BAD_USER_INPUT"),
         (json!({ "c": "30001", "m": "x" }), "BAD_USER_INPUT"),
@@ -179,9 +133,7 @@ async fn bad_input_is_typed_and_stores_nothing(engine: Engine) {
     assert_eq!(b.count("alarms").await, 0, "no rejected alarm was stored");
 
     // Without credentials nothing answers.
-    let anon = b
-        .gql(common::Auth::None, RAISE, json!({ "c": w.k_uid, "m": "x" }))
-        .await;
+    let anon = b.gql(common::Auth::None, RAISE, json!({ "c": w.k_uid, "m": "x" })).await;
     assert_eq!(error_code(&anon), Some("UNAUTHENTICATED"));
     let list = b.gql(w.kratos.auth(), LIST, json!({ "first": 1000 })).await;
     assert_eq!(error_code(&list), Some("BAD_USER_INPUT"));
@@ -193,57 +145,27 @@ async fn bad_input_is_typed_and_stores_nothing(engine: Engine) {
 async fn other_tenants_alarms_are_invisible_and_untouchable(engine: Engine) {
     let Some(w) = world(engine).await else { return };
     let b = &w.berth;
-    let made = b
-        .gql_ok(
-            w.kratos.auth(),
-            RAISE,
-            json!({ "c": w.k_uid, "m": "secret kratos text" }),
-        )
-        .await;
+    let made = b.gql_ok(w.kratos.auth(), RAISE, json!({ "c": w.k_uid, "m": "secret kratos text" })).await;
     let id = made["raiseAlarm"]["id"].as_i64().unwrap();
 
     // Zeus' view: nothing of kratos', and kratos' ids look exactly like unknown ones.
     let list = b.gql_ok(w.zeus.auth(), LIST, json!({})).await;
     assert_eq!(list["alarms"]["totalCount"], 0);
-    let foreign = b
-        .gql(
-            w.zeus.auth(),
-            "query($id: Int!) { alarm(id: $id) { message } }",
-            json!({ "id": id }),
-        )
-        .await;
-    let unknown = b
-        .gql(
-            w.zeus.auth(),
-            "query($id: Int!) { alarm(id: $id) { message } }",
-            json!({ "id": id + 999 }),
-        )
-        .await;
+    let foreign = b.gql(w.zeus.auth(), "query($id: Int!) { alarm(id: $id) { message } }", json!({ "id": id })).await;
+    let unknown =
+        b.gql(w.zeus.auth(), "query($id: Int!) { alarm(id: $id) { message } }", json!({ "id": id + 999 })).await;
     assert_eq!(error_code(&foreign), Some("NOT_FOUND"));
     assert_eq!(foreign["errors"][0]["message"], unknown["errors"][0]["message"]);
     assert!(!foreign.to_string().contains("secret"), "{foreign}");
 
     let by_container = b.gql(w.zeus.auth(), LIST, json!({ "c": w.k_uid })).await;
     assert_eq!(error_code(&by_container), Some("NOT_FOUND"));
-    let raise = b
-        .gql(w.zeus.auth(), RAISE, json!({ "c": w.k_uid, "m": "from zeus" }))
-        .await;
+    let raise = b.gql(w.zeus.auth(), RAISE, json!({ "c": w.k_uid, "m": "from zeus" })).await;
     assert_eq!(error_code(&raise), Some("NOT_FOUND"));
-    let delete = b
-        .gql(
-            w.zeus.auth(),
-            "mutation($id: Int!) { deleteAlarm(id: $id) }",
-            json!({ "id": id }),
-        )
-        .await;
+    let delete = b.gql(w.zeus.auth(), "mutation($id: Int!) { deleteAlarm(id: $id) }", json!({ "id": id })).await;
     assert_eq!(error_code(&delete), Some("NOT_FOUND"));
-    let key = b
-        .gql(
-            w.zeus.auth(),
-            "mutation($c: Int!) { regenerateAlarmKey(container: $c) }",
-            json!({ "c": w.k_uid }),
-        )
-        .await;
+    let key =
+        b.gql(w.zeus.auth(), "mutation($c: Int!) { regenerateAlarmKey(container: $c) }", json!({ "c": w.k_uid })).await;
     assert_eq!(error_code(&key), Some("NOT_FOUND"));
 
     // Nothing changed: kratos still has exactly his alarm, and no key was set.
@@ -259,14 +181,10 @@ async fn other_tenants_alarms_are_invisible_and_untouchable(engine: Engine) {
 async fn retention_drops_the_oldest(engine: Engine) {
     let Some(w) = world(engine).await else { return };
     let b = &w.berth;
-    sqlx::query("UPDATE containers SET max_alarms = 3")
-        .execute(b.store().await.pool())
-        .await
-        .unwrap();
+    sqlx::query("UPDATE containers SET max_alarms = 3").execute(b.store().await.pool()).await.unwrap();
     // Raised out of time order: the smallest `unix` goes first, not the first inserted.
     for (unix, m) in [(300, "c"), (100, "a"), (200, "b"), (400, "d"), (500, "e")] {
-        b.gql_ok(w.kratos.auth(), RAISE, json!({ "c": w.k_uid, "m": m, "unix": unix }))
-            .await;
+        b.gql_ok(w.kratos.auth(), RAISE, json!({ "c": w.k_uid, "m": m, "unix": unix })).await;
     }
     let list = b.gql_ok(w.kratos.auth(), LIST, json!({})).await;
     assert_eq!(messages(&list), ["e", "d", "c"]);
@@ -280,14 +198,10 @@ async fn alarm_keys_are_fresh_uuids(engine: Engine) {
     let Some(w) = world(engine).await else { return };
     let b = &w.berth;
     let q = "mutation($c: Int!) { regenerateAlarmKey(container: $c) }";
-    let k1 = b.gql_ok(w.kratos.auth(), q, json!({ "c": w.k_uid })).await["regenerateAlarmKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let k2 = b.gql_ok(w.kratos.auth(), q, json!({ "c": w.k_uid })).await["regenerateAlarmKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let k1 =
+        b.gql_ok(w.kratos.auth(), q, json!({ "c": w.k_uid })).await["regenerateAlarmKey"].as_str().unwrap().to_owned();
+    let k2 =
+        b.gql_ok(w.kratos.auth(), q, json!({ "c": w.k_uid })).await["regenerateAlarmKey"].as_str().unwrap().to_owned();
     assert_eq!(k1.len(), 36);
     assert_eq!(k1.matches('-').count(), 4);
     assert_ne!(k1, k2, "each call makes a new key");
@@ -296,11 +210,7 @@ async fn alarm_keys_are_fresh_uuids(engine: Engine) {
         .fetch_one(b.store().await.pool())
         .await
         .unwrap();
-    assert_eq!(
-        stored.as_deref(),
-        Some(k2.as_str()),
-        "the newest key replaces the old one"
-    );
+    assert_eq!(stored.as_deref(), Some(k2.as_str()), "the newest key replaces the old one");
 }
 
 on_both_engines!(

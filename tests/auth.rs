@@ -51,7 +51,16 @@ async fn malformed_authorization_headers_are_401() {
     let berth = Berth::start().await;
     berth.fixture_customer("kratos").await;
     let no_colon = format!("Basic {}", base64_of("kratos"));
-    for raw in ["Basic !!!notbase64", "Basic", "Bearer", "Digest abc", "Basic a b", &no_colon, "Bearer not-a-berth-token", "Bearer berth_x_y"] {
+    for raw in [
+        "Basic !!!notbase64",
+        "Basic",
+        "Bearer",
+        "Digest abc",
+        "Basic a b",
+        &no_colon,
+        "Bearer not-a-berth-token",
+        "Bearer berth_x_y",
+    ] {
         let r = berth.gql_raw(Auth::Raw(raw.to_owned()), ME, json!({})).await;
         assert_unauthenticated(&r, raw);
     }
@@ -72,7 +81,8 @@ async fn news_is_public_without_credentials_and_me_is_not() {
     let anonymous = berth.gql_ok(Auth::None, "{ news { content public } }", json!({})).await;
     assert_eq!(anonymous["news"], json!([{ "content": "for everyone", "public": true }]));
     let customer = berth.gql_ok(kratos.auth(), "{ news { content } }", json!({})).await;
-    let contents: Vec<&str> = customer["news"].as_array().unwrap().iter().filter_map(|n| n["content"].as_str()).collect();
+    let contents: Vec<&str> =
+        customer["news"].as_array().unwrap().iter().filter_map(|n| n["content"].as_str()).collect();
     assert_eq!(contents.len(), 2, "{customer}");
     assert!(contents.contains(&"for customers"));
 
@@ -88,7 +98,11 @@ async fn bearer_tokens_authenticate_until_revoked_and_are_stored_hashed() {
     let zeus = berth.fixture_customer("zeus").await;
 
     let created = berth
-        .gql_ok(kratos.auth(), "mutation($n: String!) { createToken(name: $n) { token info { id name } } }", json!({ "n": "laptop" }))
+        .gql_ok(
+            kratos.auth(),
+            "mutation($n: String!) { createToken(name: $n) { token info { id name } } }",
+            json!({ "n": "laptop" }),
+        )
         .await;
     let token = created["createToken"]["token"].as_str().expect("token").to_owned();
     let id = created["createToken"]["info"]["id"].as_str().expect("token id").to_owned();
@@ -113,7 +127,10 @@ async fn bearer_tokens_authenticate_until_revoked_and_are_stored_hashed() {
     let (owner, hash) = berth_store::accounts::token_secret(&mut conn, id.parse().unwrap()).await.unwrap().unwrap();
     drop(conn);
     assert_eq!(owner, kratos.id);
-    assert!(!hash.contains(secret) && !hash.contains(&token) && !token.contains(&hash), "token stored in clear: {hash}");
+    assert!(
+        !hash.contains(secret) && !hash.contains(&token) && !token.contains(&hash),
+        "token stored in clear: {hash}"
+    );
 
     // Another customer cannot revoke it, nor tell it exists.
     let revoke = "mutation($id: ID!) { revokeToken(id: $id) }";
@@ -188,7 +205,8 @@ async fn failed_logins_are_rate_limited_per_user_and_per_peer() {
             429 => {
                 limited += 1;
                 assert_eq!(error_code(&r.body), Some("RATE_LIMITED"), "{}", r.body);
-                let retry: u64 = r.header("retry-after").expect("Retry-After on 429").parse().expect("Retry-After seconds");
+                let retry: u64 =
+                    r.header("retry-after").expect("Retry-After on 429").parse().expect("Retry-After seconds");
                 assert!(retry >= 1, "Retry-After {retry}");
             }
             other => panic!("attempt {i}: unexpected HTTP {other}: {}", r.body),
@@ -199,7 +217,10 @@ async fn failed_logins_are_rate_limited_per_user_and_per_peer() {
     }
     let elapsed = started.elapsed();
     eprintln!("user burst: {limited} of {BURST} limited in {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(60), "a burst of {BURST} logins took {elapsed:?}: limiting must come before hashing");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "a burst of {BURST} logins took {elapsed:?}: limiting must come before hashing"
+    );
     let allowed = limits.user_burst as usize + refills(elapsed);
     assert!(
         limited >= BURST.saturating_sub(allowed),
@@ -235,7 +256,10 @@ async fn failed_logins_are_rate_limited_per_user_and_per_peer() {
     let elapsed = started.elapsed();
     eprintln!("peer spray: {limited} of {SPRAY} limited in {elapsed:?}");
     let allowed = limits.peer_burst as usize + refills(elapsed);
-    assert!(limited >= SPRAY.saturating_sub(allowed), "only {limited} of {SPRAY} sprayed logins limited in {elapsed:?}");
+    assert!(
+        limited >= SPRAY.saturating_sub(allowed),
+        "only {limited} of {SPRAY} sprayed logins limited in {elapsed:?}"
+    );
     assert!(limited > 0 || elapsed > Duration::from_secs(30), "the peer limit never applied in {elapsed:?}");
     // ... while athena, never seen before, logs in fine from yet another address.
     let fresh = berth.http_from(IpAddr::from([127, 0, 0, 4]));

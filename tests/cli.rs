@@ -88,7 +88,8 @@ async fn serve_with_a_bad_database_url_exits_with_a_clear_message() {
     assert!(!stderr(&out).contains("sekrit-pw"), "password leaked: {}", stderr(&out));
 
     // The environment variable is read as well.
-    let out = run(&["serve", "--listen", "127.0.0.1:0", "--state-dir", state], &[("BERTH_DATABASE_URL", "nonsense")]).await;
+    let out =
+        run(&["serve", "--listen", "127.0.0.1:0", "--state-dir", state], &[("BERTH_DATABASE_URL", "nonsense")]).await;
     assert_fails_with(&out, &["database"]);
 }
 
@@ -116,11 +117,10 @@ async fn schema_output_matches_the_committed_schema_graphql() {
     let generated = stdout(&out);
     assert!(generated.contains("type Query"), "berth schema printed no SDL: {generated}");
     if generated != committed {
-        let first_difference = generated
-            .lines()
-            .zip(committed.lines())
-            .position(|(a, b)| a != b)
-            .map_or_else(|| "one is a prefix of the other".to_owned(), |i| format!("first difference at line {}", i + 1));
+        let first_difference = generated.lines().zip(committed.lines()).position(|(a, b)| a != b).map_or_else(
+            || "one is a prefix of the other".to_owned(),
+            |i| format!("first difference at line {}", i + 1),
+        );
         panic!(
             "schema.graphql is out of date with the code ({first_difference}).\n\
              Regenerate it from the repository root with:\n    cargo run -q -p berth -- schema > schema.graphql"
@@ -162,7 +162,8 @@ async fn migrate_works_on_postgres() {
         assert!(out.status.success(), "berth migrate failed: {}", stderr(&out));
     }
     let store = berth_store::Store::connect(&pg.url).await.unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM customers").fetch_one(store.pool()).await.unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM customers").fetch_one(store.pool()).await.unwrap();
     assert_eq!(n, 0);
     store.close().await;
     // `pg` drops the database when it goes out of scope.
@@ -198,8 +199,18 @@ fn assert_no_secrets(v: &Value) {
 async fn admin_objects(berth: &Berth) {
     let customer = berth
         .admin(&[
-            "customer", "add", "--username", "kratos", "--password", "deimos", "--company", "Olympus", "--vat", "IT1",
-            "--email", "k@example.com",
+            "customer",
+            "add",
+            "--username",
+            "kratos",
+            "--password",
+            "deimos",
+            "--company",
+            "Olympus",
+            "--vat",
+            "IT1",
+            "--email",
+            "k@example.com",
         ])
         .await;
     assert_no_secrets(&customer);
@@ -217,7 +228,20 @@ async fn admin_objects(berth: &Berth) {
     assert!(creds.password_hash.starts_with("$argon2id$"), "argon2id: {}", creds.password_hash);
 
     let server = berth
-        .admin(&["server", "add", "--name", "s1", "--address", "192.0.2.10", "--memory", "1000", "--storage", "5000", "--owner", "kratos"])
+        .admin(&[
+            "server",
+            "add",
+            "--name",
+            "s1",
+            "--address",
+            "192.0.2.10",
+            "--memory",
+            "1000",
+            "--storage",
+            "5000",
+            "--owner",
+            "kratos",
+        ])
         .await;
     assert_eq!(server["name"], "s1");
     assert_eq!(server["address"], "192.0.2.10");
@@ -228,7 +252,20 @@ async fn admin_objects(berth: &Berth) {
     assert_eq!(keys(&distro), ["id", "name", "path", "uuid"]);
 
     let container = berth
-        .admin(&["container", "add", "--customer", "kratos", "--server", "s1", "--name", "web", "--memory", "800", "--storage", "1000"])
+        .admin(&[
+            "container",
+            "add",
+            "--customer",
+            "kratos",
+            "--server",
+            "s1",
+            "--name",
+            "web",
+            "--memory",
+            "800",
+            "--storage",
+            "1000",
+        ])
         .await;
     assert_no_secrets(&container);
     let id = container["id"].as_i64().expect("container id");
@@ -252,7 +289,9 @@ async fn admin_objects(berth: &Berth) {
     assert!(bearer.starts_with("berth_"), "{bearer}");
     assert_eq!(token["name"], "ci");
     // The printed token works against the running server.
-    let me = berth.gql_ok(Auth::bearer(&bearer), "{ me { username company vat uuid servers { name address } } }", json!({})).await;
+    let me = berth
+        .gql_ok(Auth::bearer(&bearer), "{ me { username company vat uuid servers { name address } } }", json!({}))
+        .await;
     assert_eq!(me["me"]["username"], "kratos");
     assert_eq!(me["me"]["servers"], json!([{ "name": "s1", "address": "192.0.2.10" }]));
     assert_eq!(me["me"]["uuid"], customer["uuid"]);
@@ -280,10 +319,29 @@ async fn admin_commands_work_on_postgres() {
 
 async fn admin_refusals(berth: &Berth) {
     berth.admin(&["customer", "add", "--username", "zeus", "--password", "olympus"]).await;
-    berth.admin(&["server", "add", "--name", "small", "--address", "2001:db8::1", "--memory", "1000", "--storage", "1000"]).await;
+    berth
+        .admin(&[
+            "server",
+            "add",
+            "--name",
+            "small",
+            "--address",
+            "2001:db8::1",
+            "--memory",
+            "1000",
+            "--storage",
+            "1000",
+        ])
+        .await;
 
     // Customers.
-    admin_refuses(berth, &["customer", "add", "--username", "zeus", "--password", "x"], "customer zeus already exists", "customers").await;
+    admin_refuses(
+        berth,
+        &["customer", "add", "--username", "zeus", "--password", "x"],
+        "customer zeus already exists",
+        "customers",
+    )
+    .await;
     admin_refuses(berth, &["customer", "add", "--username", "a:b", "--password", "x"], "username", "customers").await;
     admin_refuses(berth, &["customer", "add", "--username", "", "--password", "x"], "username", "customers").await;
     let long = "u".repeat(256);
@@ -291,41 +349,203 @@ async fn admin_refusals(berth: &Berth) {
     admin_refuses(berth, &["customer", "add", "--username", "hera", "--password", ""], "password", "customers").await;
 
     // Servers.
-    admin_refuses(berth, &["server", "add", "--name", "s9", "--address", "not-an-ip", "--memory", "1", "--storage", "1"], "address", "servers").await;
-    admin_refuses(berth, &["server", "add", "--name", "s9", "--address", "192.0.2.9", "--memory", "0", "--storage", "1"], "memory", "servers").await;
-    admin_refuses(berth, &["server", "add", "--name", "s9", "--address", "192.0.2.9", "--memory", "1", "--storage=-5"], "storage", "servers").await;
-    admin_refuses(berth, &["server", "add", "--name", "small", "--address", "192.0.2.9", "--memory", "1", "--storage", "1"], "server small already exists", "servers").await;
-    admin_refuses(berth, &["server", "add", "--name", "s9", "--address", "192.0.2.9", "--memory", "1", "--storage", "1", "--owner", "nobody"], "nobody", "servers").await;
+    admin_refuses(
+        berth,
+        &["server", "add", "--name", "s9", "--address", "not-an-ip", "--memory", "1", "--storage", "1"],
+        "address",
+        "servers",
+    )
+    .await;
+    admin_refuses(
+        berth,
+        &["server", "add", "--name", "s9", "--address", "192.0.2.9", "--memory", "0", "--storage", "1"],
+        "memory",
+        "servers",
+    )
+    .await;
+    admin_refuses(
+        berth,
+        &["server", "add", "--name", "s9", "--address", "192.0.2.9", "--memory", "1", "--storage=-5"],
+        "storage",
+        "servers",
+    )
+    .await;
+    admin_refuses(
+        berth,
+        &["server", "add", "--name", "small", "--address", "192.0.2.9", "--memory", "1", "--storage", "1"],
+        "server small already exists",
+        "servers",
+    )
+    .await;
+    admin_refuses(
+        berth,
+        &[
+            "server",
+            "add",
+            "--name",
+            "s9",
+            "--address",
+            "192.0.2.9",
+            "--memory",
+            "1",
+            "--storage",
+            "1",
+            "--owner",
+            "nobody",
+        ],
+        "nobody",
+        "servers",
+    )
+    .await;
 
     // Distros.
     admin_refuses(berth, &["distro", "add", "--name", "rel", "--path", "relative/dir"], "absolute", "distros").await;
     admin_refuses(berth, &["distro", "add", "--name", "", "--path", "/srv/x"], "name", "distros").await;
 
     // Containers: overselling is refused with the numbers, and nothing is created.
-    berth.admin(&["container", "add", "--customer", "zeus", "--server", "small", "--name", "a", "--memory", "800", "--storage", "100"]).await;
+    berth
+        .admin(&[
+            "container",
+            "add",
+            "--customer",
+            "zeus",
+            "--server",
+            "small",
+            "--name",
+            "a",
+            "--memory",
+            "800",
+            "--storage",
+            "100",
+        ])
+        .await;
     admin_refuses(
         berth,
-        &["container", "add", "--customer", "zeus", "--server", "small", "--name", "b", "--memory", "500", "--storage", "100"],
+        &[
+            "container",
+            "add",
+            "--customer",
+            "zeus",
+            "--server",
+            "small",
+            "--name",
+            "b",
+            "--memory",
+            "500",
+            "--storage",
+            "100",
+        ],
         "server small has 200 MB of memory free, 500 requested",
         "containers",
     )
     .await;
     admin_refuses(
         berth,
-        &["container", "add", "--customer", "zeus", "--server", "small", "--name", "b", "--memory", "100", "--storage", "901"],
+        &[
+            "container",
+            "add",
+            "--customer",
+            "zeus",
+            "--server",
+            "small",
+            "--name",
+            "b",
+            "--memory",
+            "100",
+            "--storage",
+            "901",
+        ],
         "server small has 900 MB of storage free, 901 requested",
         "containers",
     )
     .await;
-    admin_refuses(berth, &["container", "add", "--customer", "zeus", "--server", "small", "--name", "b", "--memory", "0", "--storage", "1"], "memory", "containers").await;
-    admin_refuses(berth, &["container", "add", "--customer", "nobody", "--server", "small", "--name", "b", "--memory", "1", "--storage", "1"], "nobody", "containers").await;
-    admin_refuses(berth, &["container", "add", "--customer", "zeus", "--server", "nowhere", "--name", "b", "--memory", "1", "--storage", "1"], "nowhere", "containers").await;
+    admin_refuses(
+        berth,
+        &[
+            "container",
+            "add",
+            "--customer",
+            "zeus",
+            "--server",
+            "small",
+            "--name",
+            "b",
+            "--memory",
+            "0",
+            "--storage",
+            "1",
+        ],
+        "memory",
+        "containers",
+    )
+    .await;
+    admin_refuses(
+        berth,
+        &[
+            "container",
+            "add",
+            "--customer",
+            "nobody",
+            "--server",
+            "small",
+            "--name",
+            "b",
+            "--memory",
+            "1",
+            "--storage",
+            "1",
+        ],
+        "nobody",
+        "containers",
+    )
+    .await;
+    admin_refuses(
+        berth,
+        &[
+            "container",
+            "add",
+            "--customer",
+            "zeus",
+            "--server",
+            "nowhere",
+            "--name",
+            "b",
+            "--memory",
+            "1",
+            "--storage",
+            "1",
+        ],
+        "nowhere",
+        "containers",
+    )
+    .await;
     // Exactly what is left still fits.
-    berth.admin(&["container", "add", "--customer", "zeus", "--server", "small", "--name", "b", "--memory", "200", "--storage", "900"]).await;
+    berth
+        .admin(&[
+            "container",
+            "add",
+            "--customer",
+            "zeus",
+            "--server",
+            "small",
+            "--name",
+            "b",
+            "--memory",
+            "200",
+            "--storage",
+            "900",
+        ])
+        .await;
 
     // Domains: globally unique, whoever asks.
     berth.admin(&["domain", "add", "--customer", "zeus", "--name", "zeus.example"]).await;
-    admin_refuses(berth, &["domain", "add", "--customer", "zeus", "--name", "zeus.example"], "domain zeus.example already exists", "domains").await;
+    admin_refuses(
+        berth,
+        &["domain", "add", "--customer", "zeus", "--name", "zeus.example"],
+        "domain zeus.example already exists",
+        "domains",
+    )
+    .await;
     let long_domain = format!("{}.example", "d".repeat(250));
     admin_refuses(berth, &["domain", "add", "--customer", "zeus", "--name", &long_domain], "name", "domains").await;
     admin_refuses(berth, &["domain", "add", "--customer", "nobody", "--name", "x.example"], "nobody", "domains").await;
@@ -358,7 +578,8 @@ async fn admin_reads_the_database_from_the_environment_and_the_state_dir() {
     let me = berth.gql_ok(Auth::bearer(token["token"].as_str().unwrap()), "{ me { username } }", json!({})).await;
     assert_eq!(me["me"]["username"], "ares");
     // A missing required option is a usage error, not a crash.
-    let out = run(&["admin", "customer", "add", "--username", "x"], &[("BERTH_DATABASE_URL", &berth.database_url)]).await;
+    let out =
+        run(&["admin", "customer", "add", "--username", "x"], &[("BERTH_DATABASE_URL", &berth.database_url)]).await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--password"), "{}", stderr(&out));
 }

@@ -26,7 +26,8 @@ async fn acknowledged_writes_survive(mut berth: Berth) {
 
         let me = berth.gql_ok(kratos.auth(), "{ me { company tokens { name } } }", json!({})).await;
         assert_eq!(me["me"]["company"], company.as_str(), "round {round}: profile update lost");
-        let names: Vec<&str> = me["me"]["tokens"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+        let names: Vec<&str> =
+            me["me"]["tokens"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
         let expected: Vec<&str> = tokens.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, expected, "round {round}: token list after restart");
         for (name, token) in &tokens {
@@ -47,10 +48,8 @@ async fn concurrent_acknowledged_writes_survive(mut berth: Berth) {
         async move { berth_ref.gql(auth, CREATE_TOKEN, json!({ "n": format!("burst-{i}") })).await }
     }))
     .await;
-    let mut acknowledged: Vec<String> = answers
-        .iter()
-        .filter_map(|a| a["data"]["createToken"]["info"]["name"].as_str().map(str::to_owned))
-        .collect();
+    let mut acknowledged: Vec<String> =
+        answers.iter().filter_map(|a| a["data"]["createToken"]["info"]["name"].as_str().map(str::to_owned)).collect();
     assert_eq!(acknowledged.len(), 20, "every concurrent write is answered: {answers:?}");
     berth.restart().await;
     let me = berth.gql_ok(kratos.auth(), "{ me { tokens { name } } }", json!({})).await;

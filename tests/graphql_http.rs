@@ -20,10 +20,7 @@ async fn graphiql_is_served_from_the_binary() {
     let html = page.text().await.unwrap();
     assert!(html.contains("GraphiQL"), "{html}");
     // Every script and stylesheet comes from this server, none from a CDN.
-    let assets: Vec<&str> = html
-        .split(['"', '\''])
-        .filter(|s| s.ends_with(".js") || s.ends_with(".css"))
-        .collect();
+    let assets: Vec<&str> = html.split(['"', '\'']).filter(|s| s.ends_with(".js") || s.ends_with(".css")).collect();
     assert!(assets.len() >= 4, "{assets:?}");
     for asset in assets {
         assert!(asset.starts_with("/graphql/assets/"), "external asset {asset}");
@@ -51,7 +48,8 @@ async fn depth_and_complexity_are_limited() {
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
     assert!(body.to_string().contains("nested too deep"), "{body}");
 
-    let page = "containers(first: 100) { edges { node { uid name hostname ip memory storage uuid note tags sshKeys } } }";
+    let page =
+        "containers(first: 100) { edges { node { uid name hostname ip memory storage uuid note tags sshKeys } } }";
     let many: String = (0..20).map(|i| format!("a{i}: {page} ")).collect();
     let body = berth.gql(kratos.auth(), &format!("{{ {many} }}"), json!({})).await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");

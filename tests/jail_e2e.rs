@@ -49,7 +49,10 @@ impl Jails {
         JailOptions {
             root: self.root.clone(),
             cgroup_parent: self.cgroup_parent.clone(),
-            helper: HelperCommand { program: PathBuf::from(env!("CARGO_BIN_EXE_berth")), args: vec!["jail-helper".into()] },
+            helper: HelperCommand {
+                program: PathBuf::from(env!("CARGO_BIN_EXE_berth")),
+                args: vec!["jail-helper".into()],
+            },
         }
     }
 
@@ -162,7 +165,17 @@ async fn host() -> Host {
     let owner = berth.fixture_customer("jailowner").await;
     berth
         .admin(&[
-            "server", "add", "--name", SERVER, "--address", "192.0.2.77", "--memory", "4096", "--storage", "4096", "--owner",
+            "server",
+            "add",
+            "--name",
+            SERVER,
+            "--address",
+            "192.0.2.77",
+            "--memory",
+            "4096",
+            "--storage",
+            "4096",
+            "--owner",
             "jailowner",
         ])
         .await;
@@ -267,7 +280,10 @@ async fn a_container_runs_for_real_and_leaves_nothing() {
 
     let mut events_ws = Ws::open(h.berth.addr, Protocol::TransportWs, &h.owner.auth().header().unwrap()).await;
     let events = events_ws
-        .subscribe("subscription($u: Int) { containerEvents(container: $u) { container kind generation state } }", json!({ "u": uid }))
+        .subscribe(
+            "subscription($u: Int) { containerEvents(container: $u) { container kind generation state } }",
+            json!({ "u": uid }),
+        )
         .await;
     let generation = h.provision(uid).await;
     let runtime = h.running(uid, generation).await;
@@ -343,7 +359,11 @@ async fn a_container_runs_for_real_and_leaves_nothing() {
     let pid = runtime["pid"].as_i64().unwrap();
     let reboot = h
         .berth
-        .gql_ok(h.owner.auth(), "mutation($u: Int!) { updateContainer(uid: $u, input: { reboot: true }) { generation } }", json!({ "u": uid }))
+        .gql_ok(
+            h.owner.auth(),
+            "mutation($u: Int!) { updateContainer(uid: $u, input: { reboot: true }) { generation } }",
+            json!({ "u": uid }),
+        )
         .await["updateContainer"]["generation"]
         .as_i64()
         .unwrap();
@@ -381,7 +401,10 @@ async fn an_oom_kill_raises_an_alarm() {
     // Live: the owner subscribes to the container's system alarms; a stranger to all of its own.
     let mut owner_ws = Ws::open(h.berth.addr, Protocol::TransportWs, &h.owner.auth().header().unwrap()).await;
     let owner_sub = owner_ws
-        .subscribe("subscription($u: Int) { alarms(container: $u, level: 0) { container level message } }", json!({ "u": uid }))
+        .subscribe(
+            "subscription($u: Int) { alarms(container: $u, level: 0) { container level message } }",
+            json!({ "u": uid }),
+        )
         .await;
     let stranger = h.berth.fixture_customer("onlooker").await;
     let mut stranger_ws = Ws::open(h.berth.addr, Protocol::LegacyWs, &stranger.auth().header().unwrap()).await;

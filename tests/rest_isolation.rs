@@ -27,7 +27,15 @@ struct Kratos {
 }
 
 /// Strings of kratos' data that must never reach zeus.
-const MARKERS: &[&str] = &["kratos-secret-note", "kratos.test", "kratos-tag", "kratos-box", "kratos-alarm", "kratos-distro", "kratos-company"];
+const MARKERS: &[&str] = &[
+    "kratos-secret-note",
+    "kratos.test",
+    "kratos-tag",
+    "kratos-box",
+    "kratos-alarm",
+    "kratos-distro",
+    "kratos-company",
+];
 
 fn path(s: impl AsRef<str>) -> String {
     format!("/api/{}", s.as_ref())
@@ -41,27 +49,100 @@ async fn setup(w: &World) -> Kratos {
         r
     };
     ok(call(b, "POST", &path("me"), k, Some(r#"{"company": "kratos-company"}"#)).await, 200);
-    ok(call(b, "POST", &path(format!("containers/{}", w.k1)), k, Some(r#"{"note": "kratos-secret-note", "custom_distros_storage": true}"#)).await, 200);
-    let tag = ok(call(b, "POST", &path("tags"), k, Some(r#"{"name": "kratos-tag", "note": "kratos-secret-note"}"#)).await, 201).json()["id"].as_i64().unwrap();
+    ok(
+        call(
+            b,
+            "POST",
+            &path(format!("containers/{}", w.k1)),
+            k,
+            Some(r#"{"note": "kratos-secret-note", "custom_distros_storage": true}"#),
+        )
+        .await,
+        200,
+    );
+    let tag = ok(
+        call(b, "POST", &path("tags"), k, Some(r#"{"name": "kratos-tag", "note": "kratos-secret-note"}"#)).await,
+        201,
+    )
+    .json()["id"]
+        .as_i64()
+        .unwrap();
     ok(call(b, "POST", &path(format!("containers/{}", w.k1)), k, Some(r#"{"tags": ["kratos-tag"]}"#)).await, 200);
-    let domain = b.admin(&["domain", "add", "--customer", "kratos", "--name", "kratos.test"]).await["id"].as_i64().unwrap();
-    ok(call(b, "POST", &path(format!("domains/{domain}")), k, Some(r#"{"note": "kratos-secret-note", "tags": ["kratos-tag"]}"#)).await, 200);
-    ok(call(b, "POST", &path("loopboxes"), k, Some(&json!({"container": w.k1, "filename": "kratos-box", "mountpoint": "kratos-box-mnt"}).to_string())).await, 201);
+    let domain =
+        b.admin(&["domain", "add", "--customer", "kratos", "--name", "kratos.test"]).await["id"].as_i64().unwrap();
+    ok(
+        call(
+            b,
+            "POST",
+            &path(format!("domains/{domain}")),
+            k,
+            Some(r#"{"note": "kratos-secret-note", "tags": ["kratos-tag"]}"#),
+        )
+        .await,
+        200,
+    );
+    ok(
+        call(
+            b,
+            "POST",
+            &path("loopboxes"),
+            k,
+            Some(&json!({"container": w.k1, "filename": "kratos-box", "mountpoint": "kratos-box-mnt"}).to_string()),
+        )
+        .await,
+        201,
+    );
     let loopbox = ok(call(b, "GET", &path("loopboxes"), k, None).await, 200).json()[0]["id"].as_i64().unwrap();
-    ok(call(b, "POST", &path(format!("alarms/raise/{}?class=kratos-alarm", w.k1)), k, Some("kratos-alarm body")).await, 201);
+    ok(
+        call(b, "POST", &path(format!("alarms/raise/{}?class=kratos-alarm", w.k1)), k, Some("kratos-alarm body")).await,
+        201,
+    );
     let alarm = ok(call(b, "GET", &path("alarms"), k, None).await, 200).json()[0]["id"].as_i64().unwrap();
-    ok(call(b, "POST", &path(format!("custom_distros/{}", w.k1)), k, Some(r#"{"name": "kratos-distro", "path": "kratos-distro"}"#)).await, 201);
-    let custom_distro = ok(call(b, "GET", &path("custom_distros/"), k, None).await, 200).json()[0]["id"].as_i64().unwrap();
+    ok(
+        call(
+            b,
+            "POST",
+            &path(format!("custom_distros/{}", w.k1)),
+            k,
+            Some(r#"{"name": "kratos-distro", "path": "kratos-distro"}"#),
+        )
+        .await,
+        201,
+    );
+    let custom_distro =
+        ok(call(b, "GET", &path("custom_distros/"), k, None).await, 200).json()[0]["id"].as_i64().unwrap();
     let pm = path(format!("portmappings/{}", w.owned.address));
-    ok(call(b, "POST", &pm, k, Some(&json!({"container": w.k1, "proto": "tcp", "public_port": 9000, "private_port": 8000}).to_string())).await, 201);
+    ok(
+        call(
+            b,
+            "POST",
+            &pm,
+            k,
+            Some(&json!({"container": w.k1, "proto": "tcp", "public_port": 9000, "private_port": 8000}).to_string()),
+        )
+        .await,
+        201,
+    );
     let portmap = ok(call(b, "GET", &pm, k, None).await, 200).json()[0]["id"].as_i64().unwrap();
     ok(call(b, "GET", &path(format!("alarm_key/{}", w.k1)), k, None).await, 200);
     {
         use berth_model::{ContainerMetric, DomainMetric};
         let mut conn = b.store().await.read().await.unwrap();
         let today = berth_service::metrics::today_utc();
-        berth_store::metrics::append_container_sample(&mut conn, w.k1 - 30000, ContainerMetric::Cpu, today, 1, 424242).await.unwrap();
-        berth_store::metrics::append_domain_sample(&mut conn, domain, w.k1 - 30000, DomainMetric::Hits, today, 1, 434343).await.unwrap();
+        berth_store::metrics::append_container_sample(&mut conn, w.k1 - 30000, ContainerMetric::Cpu, today, 1, 424242)
+            .await
+            .unwrap();
+        berth_store::metrics::append_domain_sample(
+            &mut conn,
+            domain,
+            w.k1 - 30000,
+            DomainMetric::Hits,
+            today,
+            1,
+            434343,
+        )
+        .await
+        .unwrap();
     }
     Kratos { tag, domain, loopbox, alarm, custom_distro, portmap }
 }
@@ -90,8 +171,15 @@ async fn snapshot(w: &World) -> String {
         ("container_metrics", "container_id, kind, json"),
         ("domain_metrics", "domain_id, container_id, kind, json"),
     ] {
-        let sql = format!("SELECT {} FROM {table} ORDER BY 1", cols.split(", ").map(|c| format!("COALESCE(CAST({c} AS TEXT), '~')")).collect::<Vec<_>>().join(" || '|' || "));
-        let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let sql = format!(
+            "SELECT {} FROM {table} ORDER BY 1",
+            cols.split(", ")
+                .map(|c| format!("COALESCE(CAST({c} AS TEXT), '~')"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ")
+        );
+        let rows: Vec<(String,)> =
+            sqlx::query_as(&sql).fetch_all(store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         out.push_str(&format!("{table}: {rows:?}\n"));
     }
     out
@@ -106,7 +194,14 @@ fn no_leak(r: &Reply, what: &str) {
 }
 
 /// Zeus' attempt on `foreign` and on the unknown `unknown` must be answered alike.
-async fn same_as_unknown(w: &World, method: &str, foreign: &str, unknown: &str, body: Option<&str>, expect: (u16, &str)) {
+async fn same_as_unknown(
+    w: &World,
+    method: &str,
+    foreign: &str,
+    unknown: &str,
+    body: Option<&str>,
+    expect: (u16, &str),
+) {
     let a = call(&w.berth, method, &path(foreign), &w.z, body).await;
     let u = call(&w.berth, method, &path(unknown), &w.z, body).await;
     no_leak(&a, foreign);
@@ -138,53 +233,178 @@ async fn zeus_sees_and_changes_nothing(w: World) {
     let unknown_uid = 39999;
     // Containers.
     for m in ["GET", "POST", "DELETE", "PUT"] {
-        same_as_unknown(&w, m, &format!("containers/{k1}"), &format!("containers/{unknown_uid}"), Some(r#"{"note": "pwned", "tags": [], "reboot": 1, "link": 30001}"#), (403, FORBIDDEN)).await;
+        same_as_unknown(
+            &w,
+            m,
+            &format!("containers/{k1}"),
+            &format!("containers/{unknown_uid}"),
+            Some(r#"{"note": "pwned", "tags": [], "reboot": 1, "link": 30001}"#),
+            (403, FORBIDDEN),
+        )
+        .await;
     }
-    same_as_unknown(&w, "GET", &format!("containers/{k1}/domains"), &format!("containers/{unknown_uid}/domains"), None, (404, NOT_FOUND)).await;
-    same_as_unknown(&w, "GET", &format!("regenerate_secret_uuid/{k1}"), &format!("regenerate_secret_uuid/{unknown_uid}"), None, (403, FORBIDDEN)).await;
-    same_as_unknown(&w, "GET", &format!("alarm_key/{k1}"), &format!("alarm_key/{unknown_uid}"), None, (403, FORBIDDEN)).await;
+    same_as_unknown(
+        &w,
+        "GET",
+        &format!("containers/{k1}/domains"),
+        &format!("containers/{unknown_uid}/domains"),
+        None,
+        (404, NOT_FOUND),
+    )
+    .await;
+    same_as_unknown(
+        &w,
+        "GET",
+        &format!("regenerate_secret_uuid/{k1}"),
+        &format!("regenerate_secret_uuid/{unknown_uid}"),
+        None,
+        (403, FORBIDDEN),
+    )
+    .await;
+    same_as_unknown(&w, "GET", &format!("alarm_key/{k1}"), &format!("alarm_key/{unknown_uid}"), None, (403, FORBIDDEN))
+        .await;
     // Linking to kratos' container is allowed by the spec (any customer's); unlinking a link
     // zeus does not have is a conflict. Neither touches kratos' container.
     let r = call(b, "POST", &path(format!("containers/{z1}")), z, Some(&format!(r#"{{"unlink": {k1}}}"#))).await;
     assert_eq!(r.status, 409);
     no_leak(&r, "unlink");
     // Creating on kratos' server.
-    let r = call(b, "POST", &path("containers"), z, Some(&json!({"server": w.owned.address, "name": "x", "memory": 1, "storage": 1}).to_string())).await;
+    let r = call(
+        b,
+        "POST",
+        &path("containers"),
+        z,
+        Some(&json!({"server": w.owned.address, "name": "x", "memory": 1, "storage": 1}).to_string()),
+    )
+    .await;
     assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN));
-    let r = call(b, "POST", &path("containers"), z, Some(&json!({"server": "10.77.77.77", "name": "x", "memory": 1, "storage": 1}).to_string())).await;
+    let r = call(
+        b,
+        "POST",
+        &path("containers"),
+        z,
+        Some(&json!({"server": "10.77.77.77", "name": "x", "memory": 1, "storage": 1}).to_string()),
+    )
+    .await;
     assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN));
     // Using kratos' custom distro / tags on zeus' container.
-    let r = call(b, "POST", &path(format!("containers/{z1}")), z, Some(&format!(r#"{{"custom_distro": {}}}"#, kr.custom_distro))).await;
+    let r = call(
+        b,
+        "POST",
+        &path(format!("containers/{z1}")),
+        z,
+        Some(&format!(r#"{{"custom_distro": {}}}"#, kr.custom_distro)),
+    )
+    .await;
     assert_eq!(r.status, 409);
     no_leak(&r, "custom_distro");
     let r = call(b, "POST", &path(format!("containers/{z1}")), z, Some(r#"{"tags": ["kratos-tag"]}"#)).await;
     assert_eq!(r.json()["tags"], json!([]), "kratos' tag names mean nothing to zeus");
-    let zkey = call(b, "GET", &path(format!("alarm_key/{z1}")), z, None).await.json()["alarm_key"].as_str().unwrap().to_owned();
+    let zkey = call(b, "GET", &path(format!("alarm_key/{z1}")), z, None).await.json()["alarm_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let after_zeus_tags = snapshot(&w).await;
 
     // Lists show only zeus' objects.
-    for list in ["me", "containers", "me/containers", "containers?tags=kratos-tag", "domains", "domains?tags=kratos-tag", "tags", "loopboxes", "loopboxes?tags=kratos-tag", "alarms", "alarms?class=kratos-alarm", "alarms?with_total", "custom_distros/", "news", "distros"] {
+    for list in [
+        "me",
+        "containers",
+        "me/containers",
+        "containers?tags=kratos-tag",
+        "domains",
+        "domains?tags=kratos-tag",
+        "tags",
+        "loopboxes",
+        "loopboxes?tags=kratos-tag",
+        "alarms",
+        "alarms?class=kratos-alarm",
+        "alarms?with_total",
+        "custom_distros/",
+        "news",
+        "distros",
+    ] {
         let r = call(b, "GET", &path(list), z, None).await;
         assert_eq!(r.status, 200, "{list}");
         no_leak(&r, list);
-        assert!(!r.text.contains(&format!("{k1}")) && !r.text.contains(&format!("{k2}")), "{list} shows kratos' uids: {}", r.text);
+        assert!(
+            !r.text.contains(&format!("{k1}")) && !r.text.contains(&format!("{k2}")),
+            "{list} shows kratos' uids: {}",
+            r.text
+        );
     }
     let t = call(b, "GET", &path("alarms?with_total"), z, None).await.json();
     assert_eq!(t["total"], 0);
     // Filters naming kratos' containers are refused like unknown ones.
-    same_as_unknown(&w, "GET", &format!("loopboxes?container={k1}"), &format!("loopboxes?container={unknown_uid}"), None, (403, FORBIDDEN)).await;
-    same_as_unknown(&w, "GET", &format!("alarms?container={k1}"), &format!("alarms?container={unknown_uid}"), None, (403, FORBIDDEN)).await;
+    same_as_unknown(
+        &w,
+        "GET",
+        &format!("loopboxes?container={k1}"),
+        &format!("loopboxes?container={unknown_uid}"),
+        None,
+        (403, FORBIDDEN),
+    )
+    .await;
+    same_as_unknown(
+        &w,
+        "GET",
+        &format!("alarms?container={k1}"),
+        &format!("alarms?container={unknown_uid}"),
+        None,
+        (403, FORBIDDEN),
+    )
+    .await;
     // Custom distros.
-    same_as_unknown(&w, "GET", &format!("custom_distros/{k1}"), &format!("custom_distros/{unknown_uid}"), None, (403, FORBIDDEN)).await;
-    same_as_unknown(&w, "POST", &format!("custom_distros/{k1}"), &format!("custom_distros/{unknown_uid}"), Some(r#"{"name": "z", "path": "z"}"#), (403, FORBIDDEN)).await;
+    same_as_unknown(
+        &w,
+        "GET",
+        &format!("custom_distros/{k1}"),
+        &format!("custom_distros/{unknown_uid}"),
+        None,
+        (403, FORBIDDEN),
+    )
+    .await;
+    same_as_unknown(
+        &w,
+        "POST",
+        &format!("custom_distros/{k1}"),
+        &format!("custom_distros/{unknown_uid}"),
+        Some(r#"{"name": "z", "path": "z"}"#),
+        (403, FORBIDDEN),
+    )
+    .await;
     for m in ["GET", "POST", "DELETE"] {
-        same_as_unknown(&w, m, &format!("custom_distro/{}", kr.custom_distro), "custom_distro/99999", Some(r#"{"name": "pwned"}"#), (403, FORBIDDEN)).await;
+        same_as_unknown(
+            &w,
+            m,
+            &format!("custom_distro/{}", kr.custom_distro),
+            "custom_distro/99999",
+            Some(r#"{"name": "pwned"}"#),
+            (403, FORBIDDEN),
+        )
+        .await;
     }
     // Domains.
     for m in ["GET", "POST", "DELETE", "PUT"] {
-        same_as_unknown(&w, m, &format!("domains/{}", kr.domain), "domains/99999", Some(r#"{"note": "pwned", "tags": []}"#), (404, NOT_FOUND)).await;
+        same_as_unknown(
+            &w,
+            m,
+            &format!("domains/{}", kr.domain),
+            "domains/99999",
+            Some(r#"{"note": "pwned", "tags": []}"#),
+            (404, NOT_FOUND),
+        )
+        .await;
     }
-    same_as_unknown(&w, "GET", &format!("domains/{}/containers", kr.domain), "domains/99999/containers", None, (404, NOT_FOUND)).await;
+    same_as_unknown(
+        &w,
+        "GET",
+        &format!("domains/{}/containers", kr.domain),
+        "domains/99999/containers",
+        None,
+        (404, NOT_FOUND),
+    )
+    .await;
     let r = call(b, "DELETE", &path("domains"), z, Some(r#"{"name": "kratos.test"}"#)).await;
     assert_eq!((r.status, r.text.as_str()), (404, NOT_FOUND));
     // Adding kratos' domain name: taken (409), no detail.
@@ -192,20 +412,59 @@ async fn zeus_sees_and_changes_nothing(w: World) {
     assert_eq!((r.status, r.text.as_str()), (409, CONFLICT));
     // Tags.
     for m in ["GET", "POST", "DELETE", "PUT"] {
-        same_as_unknown(&w, m, &format!("tags/{}", kr.tag), "tags/99999", Some(r#"{"name": "pwned"}"#), (404, NOT_FOUND)).await;
+        same_as_unknown(
+            &w,
+            m,
+            &format!("tags/{}", kr.tag),
+            "tags/99999",
+            Some(r#"{"name": "pwned"}"#),
+            (404, NOT_FOUND),
+        )
+        .await;
     }
     // Loopboxes.
     for m in ["GET", "POST", "DELETE", "PUT"] {
-        same_as_unknown(&w, m, &format!("loopboxes/{}", kr.loopbox), "loopboxes/99999", Some(r#"{"tags": []}"#), (403, FORBIDDEN)).await;
+        same_as_unknown(
+            &w,
+            m,
+            &format!("loopboxes/{}", kr.loopbox),
+            "loopboxes/99999",
+            Some(r#"{"tags": []}"#),
+            (403, FORBIDDEN),
+        )
+        .await;
     }
-    let r = call(b, "POST", &path("loopboxes"), z, Some(&json!({"container": k1, "filename": "z", "mountpoint": "z"}).to_string())).await;
+    let r = call(
+        b,
+        "POST",
+        &path("loopboxes"),
+        z,
+        Some(&json!({"container": k1, "filename": "z", "mountpoint": "z"}).to_string()),
+    )
+    .await;
     assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN));
     // Alarms.
     for m in ["GET", "DELETE", "POST"] {
         same_as_unknown(&w, m, &format!("alarms/{}", kr.alarm), "alarms/99999", None, (403, FORBIDDEN)).await;
     }
-    same_as_unknown(&w, "POST", &format!("alarms/raise/{k1}"), &format!("alarms/raise/{unknown_uid}"), Some("zeus was here"), (403, FORBIDDEN)).await;
-    same_as_unknown(&w, "POST", &format!("alarms/trigger/{k1}"), &format!("alarms/trigger/{unknown_uid}"), Some("zeus was here"), (403, FORBIDDEN)).await;
+    same_as_unknown(
+        &w,
+        "POST",
+        &format!("alarms/raise/{k1}"),
+        &format!("alarms/raise/{unknown_uid}"),
+        Some("zeus was here"),
+        (403, FORBIDDEN),
+    )
+    .await;
+    same_as_unknown(
+        &w,
+        "POST",
+        &format!("alarms/trigger/{k1}"),
+        &format!("alarms/trigger/{unknown_uid}"),
+        Some("zeus was here"),
+        (403, FORBIDDEN),
+    )
+    .await;
     // Zeus' own alarm key does not open kratos' container.
     let r = call(b, "POST", &path(format!("alarms/raise/{k1}?key={zkey}")), &Auth::None, Some("x")).await;
     assert_eq!(r.status, 401);
@@ -221,13 +480,36 @@ async fn zeus_sees_and_changes_nothing(w: World) {
         same_as_unknown(&w, m, &pm, "portmappings/10.66.66.66", body.as_deref(), (403, FORBIDDEN)).await;
     }
     // Zeus cannot delete kratos' mapping through zeus' own server either.
-    let r = call(b, "DELETE", &path(format!("portmappings/{}", w.zeus_server.address)), z, Some(&json!({"id": kr.portmap}).to_string())).await;
+    let r = call(
+        b,
+        "DELETE",
+        &path(format!("portmappings/{}", w.zeus_server.address)),
+        z,
+        Some(&json!({"id": kr.portmap}).to_string()),
+    )
+    .await;
     assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN));
     // Metrics.
     for kind in ["cpu", "io.read", "mem"] {
-        same_as_unknown(&w, "GET", &format!("metrics/container.{kind}/{k1}"), &format!("metrics/container.{kind}/{unknown_uid}"), None, (403, "Forbidden\n")).await;
+        same_as_unknown(
+            &w,
+            "GET",
+            &format!("metrics/container.{kind}/{k1}"),
+            &format!("metrics/container.{kind}/{unknown_uid}"),
+            None,
+            (403, "Forbidden\n"),
+        )
+        .await;
     }
-    same_as_unknown(&w, "GET", &format!("metrics/domain.hits/{}", kr.domain), "metrics/domain.hits/99999", None, (403, "Forbidden\n")).await;
+    same_as_unknown(
+        &w,
+        "GET",
+        &format!("metrics/domain.hits/{}", kr.domain),
+        "metrics/domain.hits/99999",
+        None,
+        (403, "Forbidden\n"),
+    )
+    .await;
 
     assert_eq!(snapshot(&w).await, after_zeus_tags, "zeus changed something of kratos");
     // The only difference with the first snapshot: zeus' own alarm key.
@@ -308,17 +590,52 @@ async fn bad_input_per_route_changes_nothing() {
         assert_eq!(r.header("content-type"), Some("application/json"));
     }
     // Path traversal in loopbox paths.
-    for (f, m) in [("../../etc/shadow", "m"), ("f", "../../root"), ("/etc/passwd", "m"), ("f", "/mnt"), ("a/../b", "m"), ("f", "./x"), ("f", "x/."), ("f", "logs"), ("f", "run"), ("f", "tmp"), ("..", "m")] {
-        let r = call(b, "POST", &path("loopboxes"), k, Some(&json!({"container": k1, "filename": f, "mountpoint": m}).to_string())).await;
+    for (f, m) in [
+        ("../../etc/shadow", "m"),
+        ("f", "../../root"),
+        ("/etc/passwd", "m"),
+        ("f", "/mnt"),
+        ("a/../b", "m"),
+        ("f", "./x"),
+        ("f", "x/."),
+        ("f", "logs"),
+        ("f", "run"),
+        ("f", "tmp"),
+        ("..", "m"),
+    ] {
+        let r = call(
+            b,
+            "POST",
+            &path("loopboxes"),
+            k,
+            Some(&json!({"container": k1, "filename": f, "mountpoint": m}).to_string()),
+        )
+        .await;
         assert_eq!((r.status, r.text.as_str()), (409, CONFLICT), "{f} {m}");
     }
     // Unknown/foreign uids and ports out of range.
     for (f, m) in [(w.z1, "m"), (99999, "m"), (0, "m"), (-5, "m")] {
-        let r = call(b, "POST", &path("loopboxes"), k, Some(&json!({"container": f, "filename": "ok", "mountpoint": m}).to_string())).await;
+        let r = call(
+            b,
+            "POST",
+            &path("loopboxes"),
+            k,
+            Some(&json!({"container": f, "filename": "ok", "mountpoint": m}).to_string()),
+        )
+        .await;
         assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN), "{f}");
     }
-    for (public, private) in [(0, 8000), (-1, 8000), (70000, 8000), (9100, 0), (9100, 99999), (1999, 8000), (i64::MAX, 8000)] {
-        let r = call(b, "POST", &path(&pm), k, Some(&json!({"container": k1, "proto": "tcp", "public_port": public, "private_port": private}).to_string())).await;
+    for (public, private) in
+        [(0, 8000), (-1, 8000), (70000, 8000), (9100, 0), (9100, 99999), (1999, 8000), (i64::MAX, 8000)]
+    {
+        let r = call(
+            b,
+            "POST",
+            &path(&pm),
+            k,
+            Some(&json!({"container": k1, "proto": "tcp", "public_port": public, "private_port": private}).to_string()),
+        )
+        .await;
         assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN), "{public} {private}");
     }
     for uid in ["0", "1", "30000", "99999999999999999999", "-1"] {

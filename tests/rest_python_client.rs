@@ -10,7 +10,12 @@ use std::process::Stdio;
 use common::{Berth, Opts};
 
 fn python3() -> Option<&'static str> {
-    let found = std::process::Command::new("python3").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let found = std::process::Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !found {
         assert!(std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"), "BERTH_REQUIRE_ALL=1 but python3 is missing");
         eprintln!("skipping: python3 not installed");
@@ -32,7 +37,8 @@ async fn uwsgiit_py_flows_pass() {
     b.fixture_container("kratos", &server.name, 512, 1024).await;
     b.admin(&["distro", "add", "--name", "Saucy Salamander - Ubuntu 13.10 (64 bit)", "--path", "/distros/saucy"]).await;
     b.admin(&["distro", "add", "--name", "Jessie", "--path", "/distros/jessie"]).await;
-    let domain = b.admin(&["domain", "add", "--customer", "kratos", "--name", "python.test"]).await["id"].as_i64().unwrap();
+    let domain =
+        b.admin(&["domain", "add", "--customer", "kratos", "--name", "python.test"]).await["id"].as_i64().unwrap();
     b.admin(&["news", "add", "--content", "hello world", "--public"]).await;
     b.admin(&["news", "add", "--content", "customers only"]).await;
 

@@ -6,7 +6,7 @@ mod common;
 mod rest_common;
 
 use common::Auth;
-use rest_common::{basic_line, call_with, send, delete, get, post, python_separators, raw, world, World};
+use rest_common::{basic_line, call_with, delete, get, post, python_separators, raw, send, world, World};
 use serde_json::{json, Value};
 
 const FORBIDDEN: &str = r#"{"error": "Forbidden"}"#;
@@ -40,7 +40,15 @@ async fn transport_headers_auth_and_cors() {
     // 401 in every flavour: body, challenge, CORS, JSON.
     let wrong = Auth::basic("kratos", "nope");
     let no_colon = Auth::Raw("Basic a3JhdG9z".into()); // base64("kratos")
-    for auth in [Auth::None, wrong, no_colon, Auth::Raw("Basic !!!".into()), Auth::Raw("Digest abc".into()), Auth::Raw("Basic".into()), Auth::basic("ghost", "x")] {
+    for auth in [
+        Auth::None,
+        wrong,
+        no_colon,
+        Auth::Raw("Basic !!!".into()),
+        Auth::Raw("Digest abc".into()),
+        Auth::Raw("Basic".into()),
+        Auth::basic("ghost", "x"),
+    ] {
         for path in ["me", "containers", "distros", "tags", "alarms", "loopboxes", "domains", "custom_distros/"] {
             let r = get(b, &p(path), &auth).await;
             assert_eq!(r.expect_json(401), json!({"error": "Unauthorized"}), "{auth:?} {path}");
@@ -59,7 +67,9 @@ async fn transport_headers_auth_and_cors() {
     // Hex headers for browser clients.
     let hex = |s: &str| s.bytes().map(|c| format!("{c:02x}")).collect::<String>();
     let (u, pw) = (hex("kratos"), hex(&w.kratos.password));
-    let r = call_with(b, "GET", &p("me"), &Auth::None, None, &[("X-uwsgi-it-username", &u), ("X-uwsgi-it-password", &pw)]).await;
+    let r =
+        call_with(b, "GET", &p("me"), &Auth::None, None, &[("X-uwsgi-it-username", &u), ("X-uwsgi-it-password", &pw)])
+            .await;
     assert_eq!(r.expect_json(200)["uuid"], w.kratos.uuid.as_str());
     for headers in [
         vec![("X-uwsgi-it-username", u.as_str())],
@@ -71,11 +81,28 @@ async fn transport_headers_auth_and_cors() {
         assert_eq!(r.status, 401, "{headers:?}");
     }
     // An Authorization header alone decides, even when unusable.
-    let r = call_with(b, "GET", &p("me"), &Auth::Raw("Basic !!!".into()), None, &[("X-uwsgi-it-username", &u), ("X-uwsgi-it-password", &pw)]).await;
+    let r = call_with(
+        b,
+        "GET",
+        &p("me"),
+        &Auth::Raw("Basic !!!".into()),
+        None,
+        &[("X-uwsgi-it-username", &u), ("X-uwsgi-it-password", &pw)],
+    )
+    .await;
     assert_eq!(r.status, 401);
 
     // CORS pre-flight: no auth, no handler, the three headers, empty body.
-    for path in ["me", "me/", "containers", &format!("containers/{}", w.z1), "alarms/raise/1", "portmappings/1.2.3.4", "metrics/container.cpu/1", "tags/5"] {
+    for path in [
+        "me",
+        "me/",
+        "containers",
+        &format!("containers/{}", w.z1),
+        "alarms/raise/1",
+        "portmappings/1.2.3.4",
+        "metrics/container.cpu/1",
+        "tags/5",
+    ] {
         let r = send(b, "OPTIONS", &p(path), &Auth::None).await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.text, "", "{path}");
@@ -114,8 +141,11 @@ async fn trailing_slash_bodies_and_limits() {
     let k = &w.k;
     let tag = post(b, &p("tags"), k, r#"{"name": "t1"}"#).await.expect_json(201);
     let tag_id = tag["id"].as_i64().unwrap();
-    let domain = b.admin(&["domain", "add", "--customer", "kratos", "--name", "slash.test"]).await["id"].as_i64().unwrap();
-    post(b, &p("loopboxes"), k, &format!(r#"{{"container": {}, "filename": "f", "mountpoint": "m"}}"#, w.k1)).await.expect_json(201);
+    let domain =
+        b.admin(&["domain", "add", "--customer", "kratos", "--name", "slash.test"]).await["id"].as_i64().unwrap();
+    post(b, &p("loopboxes"), k, &format!(r#"{{"container": {}, "filename": "f", "mountpoint": "m"}}"#, w.k1))
+        .await
+        .expect_json(201);
     let lb = get(b, &p("loopboxes"), k).await.json()[0]["id"].as_i64().unwrap();
     post(b, &p(format!("alarms/raise/{}", w.k1)), k, "x").await.expect_json(201);
     let alarm = get(b, &p("alarms"), k).await.json()[0]["id"].as_i64().unwrap();
@@ -154,7 +184,8 @@ async fn trailing_slash_bodies_and_limits() {
 
     // JSON whatever the Content-Type (curl's form type, text/plain, none).
     for ct in ["application/x-www-form-urlencoded", "text/plain", "application/json"] {
-        let r = call_with(b, "POST", &p("me"), k, Some(&format!(r#"{{"company": "{ct}"}}"#)), &[("Content-Type", ct)]).await;
+        let r = call_with(b, "POST", &p("me"), k, Some(&format!(r#"{{"company": "{ct}"}}"#)), &[("Content-Type", ct)])
+            .await;
         assert_eq!(r.expect_json(200)["company"], ct);
     }
     assert_eq!(post(b, &p("me"), k, r#"{"vat": "IT1"}"#).await.expect_json(200)["vat"], "IT1");
@@ -215,7 +246,9 @@ async fn trailing_slash_bodies_and_limits() {
         format!("custom_distros/{}", w.k1),
     ] {
         post(b, &p(&path), k, &over).await.expect(413, TOO_LARGE);
-        let r = raw(b, &format!("POST /api/{path} HTTP/1.1\r\n{auth}\r\nContent-Length: {}", over.len()), over.as_bytes()).await;
+        let r =
+            raw(b, &format!("POST /api/{path} HTTP/1.1\r\n{auth}\r\nContent-Length: {}", over.len()), over.as_bytes())
+                .await;
         assert_eq!((r.status, r.text.as_str()), (413, TOO_LARGE), "{path}");
         let mut chunked = Vec::new();
         for piece in over.as_bytes().chunks(4096) {
@@ -246,12 +279,22 @@ async fn news_public_and_private() {
     b.admin(&["news", "add", "--content", "public one", "--public"]).await;
     b.admin(&["news", "add", "--content", "customers only"]).await;
     let contents = |v: Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|n| {
-            assert!(n["date"].is_i64(), "{n}");
-            n["content"].as_str().unwrap().to_owned()
-        }).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                assert!(n["date"].is_i64(), "{n}");
+                n["content"].as_str().unwrap().to_owned()
+            })
+            .collect()
     };
-    for auth in [Auth::None, Auth::basic("None", "None"), Auth::basic("kratos", "wrong"), Auth::Raw("Basic !!!".into()), Auth::Raw("Bearer x".into())] {
+    for auth in [
+        Auth::None,
+        Auth::basic("None", "None"),
+        Auth::basic("kratos", "wrong"),
+        Auth::Raw("Basic !!!".into()),
+        Auth::Raw("Bearer x".into()),
+    ] {
         for path in ["news", "news/"] {
             let r = get(b, &p(path), &auth).await;
             assert_eq!(contents(r.expect_json(200)), ["public one"], "{auth:?}");
@@ -261,7 +304,15 @@ async fn news_public_and_private() {
     all.sort();
     assert_eq!(all, ["customers only", "public one"]);
     let hex = |s: &str| s.bytes().map(|c| format!("{c:02x}")).collect::<String>();
-    let r = call_with(b, "GET", &p("news"), &Auth::None, None, &[("X-uwsgi-it-username", &hex("zeus")), ("X-uwsgi-it-password", &hex(&w.zeus.password))]).await;
+    let r = call_with(
+        b,
+        "GET",
+        &p("news"),
+        &Auth::None,
+        None,
+        &[("X-uwsgi-it-username", &hex("zeus")), ("X-uwsgi-it-password", &hex(&w.zeus.password))],
+    )
+    .await;
     assert_eq!(contents(r.expect_json(200)).len(), 2);
     // Any method behaves like GET; OPTIONS on news is no pre-flight (§2.3).
     assert_eq!(contents(send(b, "OPTIONS", &p("news"), &Auth::None).await.expect_json(200)), ["public one"]);
@@ -283,7 +334,12 @@ async fn alarms_listing_range_and_raise() {
     let k = &w.k;
     for i in 0..10 {
         let class = if i % 2 == 0 { "even" } else { "odd" };
-        let r = raise(&w, &format!("?unix={}&class={class}&level={}&line={i}", 1_600_000_000 + i, 1 + i % 3), &format!("a{i}")).await;
+        let r = raise(
+            &w,
+            &format!("?unix={}&class={class}&level={}&line={i}", 1_600_000_000 + i, 1 + i % 3),
+            &format!("a{i}"),
+        )
+        .await;
         assert_eq!(r.expect_json(201)["message"], "Created");
     }
     let list = |q: &str| {
@@ -311,7 +367,10 @@ async fn alarms_listing_range_and_raise() {
     assert_eq!(t["total"], 10);
     assert_eq!(msgs(&t["alarms"]), ["a6", "a5", "a4"]);
     let t = list("?with_total=&class=odd").await.expect_json(200);
-    assert_eq!((t["total"].as_i64(), msgs(&t["alarms"])), (Some(5), vec!["a9".into(), "a7".into(), "a5".into(), "a3".into(), "a1".into()]));
+    assert_eq!(
+        (t["total"].as_i64(), msgs(&t["alarms"])),
+        (Some(5), vec!["a9".into(), "a7".into(), "a5".into(), "a3".into(), "a1".into()])
+    );
     // Filters.
     assert_eq!(msgs(&list("?class=even&range=2").await.expect_json(200)), ["a8", "a6"]);
     assert_eq!(msgs(&list("?line=4").await.expect_json(200)), ["a4"]);
@@ -327,8 +386,14 @@ async fn alarms_listing_range_and_raise() {
     // Alarm object shape.
     let a = list("?range=1").await.expect_json(200)[0].clone();
     let keys: std::collections::BTreeSet<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["class", "color", "container", "filename", "func", "id", "level", "line", "msg", "unix", "vassal"].into());
-    assert_eq!((a["container"].as_i64(), a["color"].as_str(), a["unix"].as_i64()), (Some(w.k1), Some("#ffffff"), Some(1_600_000_009)));
+    assert_eq!(
+        keys,
+        ["class", "color", "container", "filename", "func", "id", "level", "line", "msg", "unix", "vassal"].into()
+    );
+    assert_eq!(
+        (a["container"].as_i64(), a["color"].as_str(), a["unix"].as_i64()),
+        (Some(w.k1), Some("#ffffff"), Some(1_600_000_009))
+    );
     let id = a["id"].as_i64().unwrap();
     assert_eq!(get(b, &p(format!("alarms/{id}")), k).await.expect_json(200), a);
     // Any other method on alarms lists (reference), DELETE on an item deletes.
@@ -342,7 +407,10 @@ async fn alarms_listing_range_and_raise() {
     let before = b.count("alarms").await;
     raise(&w, "?color=00ff00&vassal=v&func=f&filename=app.py", "\"myalarm\"").await.expect_json(201);
     let top = list("?vassal=v").await.expect_json(200)[0].clone();
-    assert_eq!((top["msg"].as_str(), top["color"].as_str(), top["level"].as_i64()), (Some("\"myalarm\""), Some("#00ff00"), Some(1)));
+    assert_eq!(
+        (top["msg"].as_str(), top["color"].as_str(), top["level"].as_i64()),
+        (Some("\"myalarm\""), Some("#00ff00"), Some(1))
+    );
     assert_eq!((top["func"].as_str(), top["filename"].as_str()), (Some("f"), Some("app.py")));
     raise(&w, "?vassal=raw", "{not json at all").await.expect_json(201);
     assert_eq!(list("?vassal=raw").await.json()[0]["msg"], "{not json at all");
@@ -377,7 +445,10 @@ async fn alarms_listing_range_and_raise() {
     };
     by_key(w.k1, key1.clone(), "via key").await.expect_json(201);
     assert_eq!(list("?vassal=key").await.json()[0]["msg"], "via key");
-    let key2 = post(b, &p(format!("alarm_key/{}", w.k1)), k, "").await.expect_json(200)["alarm_key"].as_str().unwrap().to_owned();
+    let key2 = post(b, &p(format!("alarm_key/{}", w.k1)), k, "").await.expect_json(200)["alarm_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(key1, key2);
     by_key(w.k1, key1.clone(), "old key").await.expect(401, UNAUTHORIZED);
     by_key(w.k1, key2[..35].to_owned(), "short").await.expect(401, UNAUTHORIZED);
@@ -436,13 +507,17 @@ async fn metrics_routes() {
     let r = get(b, &p(format!("metrics/domain.hits/{domain}")), k).await;
     assert_eq!(
         r.text,
-        format!("[{{ \"container\": {}, \"metrics\": [[10, 3]] }},{{ \"container\": {}, \"metrics\": [[11, 4]] }}]", w.k1, w.k2)
+        format!(
+            "[{{ \"container\": {}, \"metrics\": [[10, 3]] }},{{ \"container\": {}, \"metrics\": [[11, 4]] }}]",
+            w.k1, w.k2
+        )
     );
     // Q24 fixed: today expires soon, past days much later.
     let expires = |r: &rest_common::Reply| httpdate_secs(r.header("expires").unwrap());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let t = expires(&get(b, &p(format!("metrics/container.io.write/{}", w.k1)), k).await) - now;
-    let past_ttl = expires(&get(b, &p(format!("metrics/container.cpu/{}?year=2024&month=2&day=29", w.k1)), k).await) - now;
+    let past_ttl =
+        expires(&get(b, &p(format!("metrics/container.cpu/{}?year=2024&month=2&day=29", w.k1)), k).await) - now;
     assert!(t <= 301, "today's TTL {t}");
     assert!(past_ttl > 3600, "past day's TTL {past_ttl}");
     // Foreign or unknown: plain-text 403.
@@ -470,7 +545,11 @@ fn httpdate_secs(text: &str) -> i64 {
     // "Sun, 06 Nov 1994 08:49:37 GMT"
     let parts: Vec<&str> = text.split_whitespace().collect();
     let day: i64 = parts[1].parse().unwrap();
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().position(|m| *m == parts[2]).unwrap() as i64 + 1;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == parts[2])
+        .unwrap() as i64
+        + 1;
     let year: i64 = parts[3].parse().unwrap();
     let hms: Vec<i64> = parts[4].split(':').map(|x| x.parse().unwrap()).collect();
     // Days from civil (Howard Hinnant).
@@ -489,7 +568,9 @@ async fn port_mappings_rules() {
     let b = &w.berth;
     let k = &w.k;
     let pm = p(format!("portmappings/{}", w.owned.address));
-    let map = |c: i64, proto: &str, public: i64, private: i64| json!({"container": c, "proto": proto, "public_port": public, "private_port": private}).to_string();
+    let map = |c: i64, proto: &str, public: i64, private: i64| {
+        json!({"container": c, "proto": proto, "public_port": public, "private_port": private}).to_string()
+    };
     post(b, &pm, k, &map(w.k1, "tcp", 1024, 65535)).await.expect_json(201);
     post(b, &pm, k, &map(w.k1, "udp", 1024, 8000)).await.expect_json(201);
     post(b, &pm, k, &map(w.k2, "tcp", 9000, 8000)).await.expect_json(201);
@@ -535,7 +616,9 @@ async fn port_mappings_rules() {
     let id = first["id"].as_i64().unwrap();
     delete(b, &pm, k, Some(r#"{"idx": 1}"#)).await.expect(403, FORBIDDEN);
     delete(b, &pm, k, Some(r#"{"id": 99999}"#)).await.expect(403, FORBIDDEN);
-    delete(b, &p(format!("portmappings/{}", w.zeus_server.address)), k, Some(&format!(r#"{{"id": {id}}}"#))).await.expect(403, FORBIDDEN);
+    delete(b, &p(format!("portmappings/{}", w.zeus_server.address)), k, Some(&format!(r#"{{"id": {id}}}"#)))
+        .await
+        .expect(403, FORBIDDEN);
     delete(b, &pm, k, Some("{bad")).await.expect(400, BAD_REQUEST);
     assert_eq!(b.count("portmaps").await, n);
     delete(b, &pm, k, Some(&format!(r#"{{"id": {id}}}"#))).await.expect(200, OK);
@@ -560,12 +643,13 @@ async fn custom_distros_routes() {
     // Not a storage container yet: 403.
     post(b, &cd(w.k1), k, r#"{"name": "mine", "path": "mine"}"#).await.expect(403, FORBIDDEN);
     post(b, &p(format!("containers/{}", w.k1)), k, r#"{"custom_distros_storage": true}"#).await.expect_json(200);
-    let created = post(b, &cd(w.k1), k, r#"{"name": "mine", "path": "mine-1.0_x", "note": "n"}"#).await.expect_json(201);
+    let created =
+        post(b, &cd(w.k1), k, r#"{"name": "mine", "path": "mine-1.0_x", "note": "n"}"#).await.expect_json(201);
     assert_eq!(created["message"], "Created");
     for bad in [
-        r#"{"name": "mine", "path": "other"}"#,  // duplicate name
+        r#"{"name": "mine", "path": "other"}"#,       // duplicate name
         r#"{"name": "other", "path": "mine-1.0_x"}"#, // duplicate path
-        r#"{"name": "x", "path": ".."}"#,        // Q14
+        r#"{"name": "x", "path": ".."}"#,             // Q14
         r#"{"name": "x", "path": "."}"#,
         r#"{"name": "x", "path": "a/b"}"#,
         r#"{"name": "x", "path": "a b"}"#,
@@ -588,15 +672,22 @@ async fn custom_distros_routes() {
     // Detail, update (Q16 fixed), validation on update.
     let one = p(format!("custom_distro/{id}"));
     let d = get(b, &one, k).await.expect_json(200);
-    assert_eq!((d["container"].as_i64(), d["path"].as_str(), d["note"].as_str()), (Some(w.k1), Some("mine-1.0_x"), Some("n")));
+    assert_eq!(
+        (d["container"].as_i64(), d["path"].as_str(), d["note"].as_str()),
+        (Some(w.k1), Some("mine-1.0_x"), Some("n"))
+    );
     assert_eq!(d["uuid"].as_str().unwrap().len(), 36);
     let d = post(b, &one, k, r#"{"name": "renamed", "note": "m"}"#).await.expect_json(200);
-    assert_eq!((d["name"].as_str(), d["note"].as_str(), d["path"].as_str()), (Some("renamed"), Some("m"), Some("mine-1.0_x")));
+    assert_eq!(
+        (d["name"].as_str(), d["note"].as_str(), d["path"].as_str()),
+        (Some("renamed"), Some("m"), Some("mine-1.0_x"))
+    );
     post(b, &one, k, r#"{"path": ".."}"#).await.expect(403, FORBIDDEN);
     get(b, &p("custom_distro/"), k).await.expect(403, FORBIDDEN);
     get(b, &p("custom_distro/99999"), k).await.expect(403, FORBIDDEN);
     // Use it from k2; the detail names it (Q6); k3 (other server) cannot.
-    let c = post(b, &p(format!("containers/{}", w.k2)), k, &format!(r#"{{"custom_distro": {id}}}"#)).await.expect_json(200);
+    let c =
+        post(b, &p(format!("containers/{}", w.k2)), k, &format!(r#"{{"custom_distro": {id}}}"#)).await.expect_json(200);
     assert_eq!((c["custom_distro"].as_i64(), c["custom_distro_name"].as_str()), (Some(id), Some("renamed")));
     let r = post(b, &p(format!("containers/{}", w.k3)), k, &format!(r#"{{"custom_distro": {id}}}"#)).await;
     assert_eq!(r.expect_json(409)["error"], "Conflict");
@@ -658,8 +749,31 @@ async fn containers_create_update_and_no_delete() {
     let r = create(json!({"server": addr, "name": "more", "memory": 1, "storage": 1})).await;
     assert_eq!(r.expect_json(200)["error"], "Conflict");
     assert_eq!(b.count("containers").await, 6);
-    let full = get(b, &p("containers"), k).await.json().as_array().unwrap().iter().find(|c| c["name"] == "full").unwrap().clone();
-    for key in ["uid", "name", "hostname", "ip", "memory", "storage", "uuid", "distro", "distro_name", "custom_distro", "custom_distro_name", "server", "server_address", "tags"] {
+    let full = get(b, &p("containers"), k)
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "full")
+        .unwrap()
+        .clone();
+    for key in [
+        "uid",
+        "name",
+        "hostname",
+        "ip",
+        "memory",
+        "storage",
+        "uuid",
+        "distro",
+        "distro_name",
+        "custom_distro",
+        "custom_distro_name",
+        "server",
+        "server_address",
+        "tags",
+    ] {
         assert!(full.get(key).is_some(), "summary has {key}: {full}");
     }
     // me/containers is the same handler.
@@ -675,7 +789,11 @@ async fn containers_create_update_and_no_delete() {
     let _ = tag;
     for (body, bumps, check) in [
         (json!({"note": "just a note"}), false, ("note", json!("just a note"))),
-        (json!({"ssh_keys": ["ssh-ed25519 AAA k1", "ssh-rsa BBB k2"]}), false, ("ssh_keys", json!(["ssh-ed25519 AAA k1", "ssh-rsa BBB k2"]))),
+        (
+            json!({"ssh_keys": ["ssh-ed25519 AAA k1", "ssh-rsa BBB k2"]}),
+            false,
+            ("ssh_keys", json!(["ssh-ed25519 AAA k1", "ssh-rsa BBB k2"])),
+        ),
         (json!({"tags": ["web", "unknown"]}), false, ("tags", json!(["web"]))),
         (json!({"name": "my app.v2"}), true, ("hostname", json!("my-app-v2"))),
         (json!({"quota_threshold": 75}), true, ("quota_threshold", json!(75))),
@@ -784,7 +902,14 @@ async fn containers_create_update_and_no_delete() {
     post(b, &p("tags"), k, r#"{"name": "db"}"#).await.expect_json(201);
     post(b, &path, k, r#"{"tags": ["web", "db"]}"#).await.expect_json(200);
     post(b, &p(format!("containers/{}", w.k2)), k, r#"{"tags": ["db"]}"#).await.expect_json(200);
-    let tagged: Vec<i64> = get(b, &p("containers?tags=web,db"), k).await.json().as_array().unwrap().iter().map(|c| c["uid"].as_i64().unwrap()).collect();
+    let tagged: Vec<i64> = get(b, &p("containers?tags=web,db"), k)
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["uid"].as_i64().unwrap())
+        .collect();
     assert_eq!(tagged, [w.k1, w.k2]);
     let tagged = get(b, &p("containers?tags=web"), k).await.json();
     assert_eq!(tagged.as_array().unwrap().len(), 1);
@@ -805,7 +930,10 @@ async fn domains_tags_loopboxes_routes() {
     post(b, &p("tags"), k, r#"{"name": "web"}"#).await.expect(409, CONFLICT);
     send(b, "PUT", &p("tags"), k).await.expect(405, METHOD_NOT_ALLOWED);
     assert_eq!(get(b, &p("tags"), k).await.expect_json(200), json!([{"id": tid, "name": "web"}]));
-    assert_eq!(get(b, &p(format!("tags/{tid}")), k).await.expect_json(200), json!({"id": tid, "name": "web", "note": "front"}));
+    assert_eq!(
+        get(b, &p(format!("tags/{tid}")), k).await.expect_json(200),
+        json!({"id": tid, "name": "web", "note": "front"})
+    );
     let u = post(b, &p(format!("tags/{tid}")), k, r#"{"note": 5}"#).await.expect_json(200);
     assert_eq!(u, json!({"id": tid, "name": "web", "note": "5"}), "Q34 fixed");
     post(b, &p("tags"), k, r#"{"name": "db"}"#).await.expect_json(201);
@@ -820,8 +948,13 @@ async fn domains_tags_loopboxes_routes() {
     let d = b.admin(&["domain", "add", "--customer", "kratos", "--name", "k.test"]).await["id"].as_i64().unwrap();
     let listed = get(b, &p("domains"), k).await.expect_json(200);
     assert_eq!(listed[0].as_object().unwrap().len(), 4, "no note in list items: {listed}");
-    let u = post(b, &p(format!("domains/{d}")), k, r#"{"note": 123, "tags": ["web", "nope"], "name": "ignored"}"#).await.expect_json(200);
-    assert_eq!((u["note"].clone(), u["tags"].clone(), u["name"].clone()), (json!("123"), json!(["web"]), json!("k.test")));
+    let u = post(b, &p(format!("domains/{d}")), k, r#"{"note": 123, "tags": ["web", "nope"], "name": "ignored"}"#)
+        .await
+        .expect_json(200);
+    assert_eq!(
+        (u["note"].clone(), u["tags"].clone(), u["name"].clone()),
+        (json!("123"), json!(["web"]), json!("k.test"))
+    );
     post(b, &p(format!("domains/{d}")), k, "{}").await.expect_json(200);
     post(b, &p(format!("domains/{d}")), k, r#"{"tags": "web"}"#).await.expect(400, BAD_REQUEST);
     send(b, "PUT", &p(format!("domains/{d}")), k).await.expect(405, METHOD_NOT_ALLOWED);
@@ -837,12 +970,24 @@ async fn domains_tags_loopboxes_routes() {
     post(b, &p(format!("domains/{d}/containers")), k, "{}").await.expect(405, METHOD_NOT_ALLOWED);
     {
         let mut conn = b.store().await.read().await.unwrap();
-        berth_store::metrics::append_domain_sample(&mut conn, d, w.k1 - 30000, berth_model::DomainMetric::Hits, berth_service::metrics::today_utc(), 1, 1)
-            .await
-            .unwrap();
+        berth_store::metrics::append_domain_sample(
+            &mut conn,
+            d,
+            w.k1 - 30000,
+            berth_model::DomainMetric::Hits,
+            berth_service::metrics::today_utc(),
+            1,
+            1,
+        )
+        .await
+        .unwrap();
     }
     let served = get(b, &p(format!("domains/{d}/containers")), k).await.expect_json(200);
-    assert_eq!((served[0]["uid"].as_i64(), served[0]["id"].as_i64()), (Some(w.k1), Some(w.k1 - 30000)), "Q17: id is the pk");
+    assert_eq!(
+        (served[0]["uid"].as_i64(), served[0]["id"].as_i64()),
+        (Some(w.k1), Some(w.k1 - 30000)),
+        "Q17: id is the pk"
+    );
     let doms = get(b, &p(format!("containers/{}/domains", w.k1)), k).await.expect_json(200);
     assert_eq!(doms[0]["name"], "k.test");
     delete(b, &p(format!("domains/{d}")), k, None).await.expect(200, OK);
@@ -879,7 +1024,14 @@ async fn domains_tags_loopboxes_routes() {
         post(b, &p("loopboxes"), k, &bad).await.expect(403, FORBIDDEN);
     }
     assert_eq!(b.count("loopboxes").await, 1);
-    post(b, &p("loopboxes"), k, &json!({"container": w.k2, "filename": "img/disk1", "mountpoint": "mnt/one", "ro": 1}).to_string()).await.expect_json(201);
+    post(
+        b,
+        &p("loopboxes"),
+        k,
+        &json!({"container": w.k2, "filename": "img/disk1", "mountpoint": "mnt/one", "ro": 1}).to_string(),
+    )
+    .await
+    .expect_json(201);
     let all = get(b, &p("loopboxes"), k).await.expect_json(200);
     assert_eq!(all.as_array().unwrap().len(), 2);
     assert_eq!(all[1]["ro"], true);
@@ -888,8 +1040,13 @@ async fn domains_tags_loopboxes_routes() {
     get(b, &p(format!("loopboxes?container={}", w.z1)), k).await.expect(403, FORBIDDEN);
     get(b, &p("loopboxes?container=x"), k).await.expect(403, FORBIDDEN);
     let id = only[0]["id"].as_i64().unwrap();
-    let t = post(b, &p(format!("loopboxes/{id}")), k, r#"{"tags": ["web"], "filename": "changed"}"#).await.expect_json(200);
-    assert_eq!((t["tags"].clone(), t["filename"].clone()), (json!(["web"]), json!("img/disk1")), "only tags are honoured");
+    let t =
+        post(b, &p(format!("loopboxes/{id}")), k, r#"{"tags": ["web"], "filename": "changed"}"#).await.expect_json(200);
+    assert_eq!(
+        (t["tags"].clone(), t["filename"].clone()),
+        (json!(["web"]), json!("img/disk1")),
+        "only tags are honoured"
+    );
     assert_eq!(get(b, &p("loopboxes?tags=web,db"), k).await.json().as_array().unwrap().len(), 1);
     post(b, &p(format!("loopboxes/{id}")), k, r#"{"tags": "web"}"#).await.expect(400, BAD_REQUEST);
     // Deleting a tag removes it from what carried it.

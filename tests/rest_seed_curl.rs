@@ -39,7 +39,11 @@ impl Replay {
         assert_eq!(words.remove(0), "curl", "{command}");
         for w in &mut words {
             if w.starts_with("https://") {
-                *w = w.replacen("https://", "http://", 1).replacen("@foobar.com/", &format!("@127.0.0.1:{}/", self.port), 1);
+                *w = w.replacen("https://", "http://", 1).replacen(
+                    "@foobar.com/",
+                    &format!("@127.0.0.1:{}/", self.port),
+                    1,
+                );
                 for (from, to) in placeholders {
                     if let Some(stem) = w.strip_suffix(&format!("/{from}")) {
                         *w = format!("{stem}/{to}");
@@ -71,23 +75,59 @@ fn uids(v: &Value) -> Vec<i64> {
 async fn seed_documents_replayed_with_curl() {
     let Some(dnsmasq) = dnsmasq_binary() else { return };
     let dns_port = free_port();
-    let berth = Berth::start_with(Opts { dns_server: Some(([127, 0, 0, 1], dns_port).into()), ..Opts::default() }).await;
+    let berth =
+        Berth::start_with(Opts { dns_server: Some(([127, 0, 0, 1], dns_port).into()), ..Opts::default() }).await;
     let port = berth.addr.port();
     let r = Replay { berth, port };
 
     // Fixtures (operator side).
     let kratos = r
         .admin(&[
-            "customer", "add", "--username", "kratos", "--password", "deimos", "--company", "God of war S.r.l.", "--vat",
-            "01234567890", "--email", "kratos@example.com",
+            "customer",
+            "add",
+            "--username",
+            "kratos",
+            "--password",
+            "deimos",
+            "--company",
+            "God of war S.r.l.",
+            "--vat",
+            "01234567890",
+            "--email",
+            "kratos@example.com",
         ])
         .await;
     let kratos_uuid = kratos["uuid"].as_str().unwrap().to_owned();
     r.admin(&["customer", "add", "--username", "anothercustomer", "--password", "secret1"]).await;
     r.admin(&["customer", "add", "--username", "filler", "--password", "filler-pw"]).await;
-    r.admin(&["server", "add", "--name", "fooserver", "--address", "1.2.3.4", "--memory", "10000", "--storage", "100000", "--owner", "kratos"])
-        .await;
-    r.admin(&["server", "add", "--name", "otherserver", "--address", "5.6.7.8", "--memory", "10000", "--storage", "100000"]).await;
+    r.admin(&[
+        "server",
+        "add",
+        "--name",
+        "fooserver",
+        "--address",
+        "1.2.3.4",
+        "--memory",
+        "10000",
+        "--storage",
+        "100000",
+        "--owner",
+        "kratos",
+    ])
+    .await;
+    r.admin(&[
+        "server",
+        "add",
+        "--name",
+        "otherserver",
+        "--address",
+        "5.6.7.8",
+        "--memory",
+        "10000",
+        "--storage",
+        "100000",
+    ])
+    .await;
     for n in 1..=17 {
         let (owner, server) = match n {
             1 | 4 | 7 | 9 | 17 => ("kratos", "fooserver"),
@@ -95,11 +135,25 @@ async fn seed_documents_replayed_with_curl() {
             _ => ("filler", "otherserver"),
         };
         let made = r
-            .admin(&["container", "add", "--customer", owner, "--server", server, "--name", "changeme", "--memory", "500", "--storage", "1000"])
+            .admin(&[
+                "container",
+                "add",
+                "--customer",
+                owner,
+                "--server",
+                server,
+                "--name",
+                "changeme",
+                "--memory",
+                "500",
+                "--storage",
+                "1000",
+            ])
             .await;
         assert_eq!(made["uid"], 30000 + n, "fixture uids follow the document");
     }
-    r.admin(&["distro", "add", "--name", "Precise Pangolin - Ubuntu 12.04 LTS (64 bit)", "--path", "/distros/precise"]).await;
+    r.admin(&["distro", "add", "--name", "Precise Pangolin - Ubuntu 12.04 LTS (64 bit)", "--path", "/distros/precise"])
+        .await;
     r.admin(&["distro", "add", "--name", "Saucy Salamander - Ubuntu 13.10 (64 bit)", "--path", "/distros/saucy"]).await;
     for n in 1..=15 {
         let (owner, name) = match n {
@@ -178,7 +232,9 @@ async fn seed_documents_replayed_with_curl() {
         .await
         .expect_json(200);
     assert_eq!(me["company"], "God of War 4 S.p.a.");
-    r.run(r#"curl -X POST -d '{"password": "deimos17"}' https://kratos:deimos@foobar.com/api/me/"#, none).await.expect_json(200);
+    r.run(r#"curl -X POST -d '{"password": "deimos17"}' https://kratos:deimos@foobar.com/api/me/"#, none)
+        .await
+        .expect_json(200);
     // The old password no longer works.
     let old = curl(&[format!("http://kratos:deimos@127.0.0.1:{port}/api/me/")]).await;
     assert_eq!(old.expect_json(401), json!({"error": "Unauthorized"}));
@@ -216,7 +272,10 @@ async fn seed_documents_replayed_with_curl() {
         .run(r#"curl -X POST -d '{"distro": 2}' https://kratos:deimos17@foobar.com/api/containers/30009"#, none)
         .await
         .expect_json(200);
-    assert_eq!((c["distro"].as_i64(), c["distro_name"].as_str()), (Some(2), Some("Saucy Salamander - Ubuntu 13.10 (64 bit)")));
+    assert_eq!(
+        (c["distro"].as_i64(), c["distro_name"].as_str()),
+        (Some(2), Some("Saucy Salamander - Ubuntu 13.10 (64 bit)"))
+    );
 
     let c = r
         .run(r#"curl -X POST -d '{"ssh_keys": ["ssh-rsa ........."]}' https://kratos:deimos17@foobar.com/api/containers/30009"#, none)
@@ -259,19 +318,27 @@ async fn seed_documents_replayed_with_curl() {
         .expect_json(200);
     assert_eq!(c["linked_to"], json!([30008]));
     let c = r
-        .run(r#"curl -X POST -d '{"link": 30009}' https://anothercustomer:secret1@foobar.com/api/containers/30008"#, none)
+        .run(
+            r#"curl -X POST -d '{"link": 30009}' https://anothercustomer:secret1@foobar.com/api/containers/30008"#,
+            none,
+        )
         .await
         .expect_json(200);
     assert_eq!(c["linked_to"], json!([30009]));
     let c = r
-        .run(r#"curl -X POST -d '{"unlink": 30009}' https://anothercustomer:secret1@foobar.com/api/containers/30008"#, none)
+        .run(
+            r#"curl -X POST -d '{"unlink": 30009}' https://anothercustomer:secret1@foobar.com/api/containers/30008"#,
+            none,
+        )
         .await
         .expect_json(200);
     assert_eq!(c["linked_to"], json!([]));
 
     // Reboot: the restart counter moves.
     let before = c9_generation(&r).await;
-    r.run(r#"curl -X POST -d '{"reboot":1}' https://kratos:deimos17@foobar.com/api/containers/30009"#, none).await.expect_json(200);
+    r.run(r#"curl -X POST -d '{"reboot":1}' https://kratos:deimos17@foobar.com/api/containers/30009"#, none)
+        .await
+        .expect_json(200);
     assert_eq!(c9_generation(&r).await, before + 1);
 
     // Tags.
@@ -287,9 +354,15 @@ async fn seed_documents_replayed_with_curl() {
     assert_eq!(gone.expect_json(200), json!({"message": "Ok"}));
     assert_eq!(r.run("curl https://kratos:deimos17@foobar.com/api/tags/", none).await.expect_json(200), json!([]));
     // (Not a document command: the tag was just deleted, create it again to map it.)
-    curl(&["-X".into(), "POST".into(), "-d".into(), r#"{"name":"foobar"}"#.into(), format!("http://kratos:deimos17@127.0.0.1:{port}/api/tags/")])
-        .await
-        .expect_json(201);
+    curl(&[
+        "-X".into(),
+        "POST".into(),
+        "-d".into(),
+        r#"{"name":"foobar"}"#.into(),
+        format!("http://kratos:deimos17@127.0.0.1:{port}/api/tags/"),
+    ])
+    .await
+    .expect_json(201);
     let c = r
         .run(r#"curl -X POST -d '{"tags":["foobar"]}' https://kratos:deimos17@foobar.com/api/containers/30009"#, none)
         .await
@@ -303,7 +376,8 @@ async fn seed_documents_replayed_with_curl() {
         .await
         .expect_json(200);
     assert_eq!((d["name"].as_str(), d["tags"].clone()), (Some("mydomain.org"), json!(["foobar"])));
-    let tagged = r.run("curl https://kratos:deimos17@foobar.com/api/containers/?tags=foobar,zeus", none).await.expect_json(200);
+    let tagged =
+        r.run("curl https://kratos:deimos17@foobar.com/api/containers/?tags=foobar,zeus", none).await.expect_json(200);
     assert_eq!(uids(&tagged), [30009]);
     let tagged = r.run("curl https://kratos:deimos17@foobar.com/api/domains/?tags=foobar", none).await.expect_json(200);
     assert_eq!(tagged, json!([{"id": 17, "name": "mydomain.org", "uuid": d["uuid"], "tags": ["foobar"]}]));
@@ -321,7 +395,13 @@ async fn seed_documents_replayed_with_curl() {
     let lb = boxes[0].clone();
     assert_eq!(boxes.as_array().unwrap().len(), 1);
     assert_eq!(
-        (lb["container"].as_i64(), lb["filename"].as_str(), lb["mountpoint"].as_str(), lb["ro"].as_bool(), lb["tags"].clone()),
+        (
+            lb["container"].as_i64(),
+            lb["filename"].as_str(),
+            lb["mountpoint"].as_str(),
+            lb["ro"].as_bool(),
+            lb["tags"].clone()
+        ),
         (Some(30017), Some("zeus001"), Some("zeus"), Some(false), json!([]))
     );
     let lb_id = [("id", lb["id"].as_i64().unwrap().to_string())];
@@ -358,9 +438,15 @@ async fn seed_documents_replayed_with_curl() {
         "pushbullet_token": "pb", "slack_webhook": "https://hooks.slack.example/x",
         "alarm_freq": 120, "quota_threshold": 80
     });
-    let c = curl(&["-X".into(), "POST".into(), "-d".into(), settings.to_string(), format!("http://kratos:deimos17@127.0.0.1:{port}/api/containers/30009")])
-        .await
-        .expect_json(200);
+    let c = curl(&[
+        "-X".into(),
+        "POST".into(),
+        "-d".into(),
+        settings.to_string(),
+        format!("http://kratos:deimos17@127.0.0.1:{port}/api/containers/30009"),
+    ])
+    .await
+    .expect_json(200);
     for (k, v) in settings.as_object().unwrap() {
         if k == "jid_secret" {
             assert!(c.get(k).is_none(), "jid_secret is never returned");
@@ -370,12 +456,21 @@ async fn seed_documents_replayed_with_curl() {
     }
 
     // Alarms: stored records (one raised through the API first).
-    curl(&["-X".into(), "POST".into(), "-d".into(), "disk almost full".into(), format!("http://kratos:deimos17@127.0.0.1:{port}/api/alarms/raise/30009?class=quota")])
-        .await
-        .expect_json(201);
+    curl(&[
+        "-X".into(),
+        "POST".into(),
+        "-d".into(),
+        "disk almost full".into(),
+        format!("http://kratos:deimos17@127.0.0.1:{port}/api/alarms/raise/30009?class=quota"),
+    ])
+    .await
+    .expect_json(201);
     let alarms = r.run("curl https://kratos:deimos17@foobar.com/api/alarms/", none).await.expect_json(200);
     assert_eq!(alarms.as_array().unwrap().len(), 1);
-    assert_eq!((alarms[0]["msg"].as_str(), alarms[0]["class"].as_str(), alarms[0]["container"].as_i64()), (Some("disk almost full"), Some("quota"), Some(30009)));
+    assert_eq!(
+        (alarms[0]["msg"].as_str(), alarms[0]["class"].as_str(), alarms[0]["container"].as_i64()),
+        (Some("disk almost full"), Some("quota"), Some(30009))
+    );
 }
 
 async fn c9_generation(r: &Replay) -> i64 {
@@ -395,7 +490,9 @@ fn every_seed_command_is_replayed() {
         for line in doc.lines().map(str::trim).filter(|l| l.starts_with("curl ")) {
             // The crawled page obfuscated `deimos@foobar.com` as "[email protected]" (with a
             // no-break space).
-            let line = line.replace("[email\u{a0}protected]", "deimos@foobar.com").replace("[email protected]", "deimos@foobar.com");
+            let line = line
+                .replace("[email\u{a0}protected]", "deimos@foobar.com")
+                .replace("[email protected]", "deimos@foobar.com");
             assert!(this.contains(&line), "seed command not replayed: {line}");
         }
     }

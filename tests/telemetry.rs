@@ -61,17 +61,18 @@ async fn traces_reach_an_otlp_receiver() {
     let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let berth = Berth::start_with(Opts {
-        env: vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
-        ],
+        env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint), ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into())],
         ..Opts::default()
     })
     .await;
     let kratos = berth.fixture_customer("kratos").await;
     berth.gql_ok(Auth::None, "query TelemetryProbe { news { content } }", json!({})).await;
     berth
-        .gql_ok(kratos.auth(), "mutation SecretProbe($p: String!) { updateMe(input: { password: $p }) { username } }", json!({"p": "hunter2-secret"}))
+        .gql_ok(
+            kratos.auth(),
+            "mutation SecretProbe($p: String!) { updateMe(input: { password: $p }) { username } }",
+            json!({"p": "hunter2-secret"}),
+        )
         .await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

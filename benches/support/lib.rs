@@ -47,9 +47,8 @@ pub async fn seed_containers(store: &Store, customer_id: i64, server_id: i64, n:
         tags::set(&mut tx, Tagged::Container, c.id, &[t1.id, t2.id]).await.expect("tags");
         links::insert(&mut tx, c.id, prev).await.expect("link");
         for j in 0..2 {
-            let b = loopboxes::insert(&mut tx, c.id, &format!("img{j}"), &format!("mnt{j}"), false)
-                .await
-                .expect("loopbox");
+            let b =
+                loopboxes::insert(&mut tx, c.id, &format!("img{j}"), &format!("mnt{j}"), false).await.expect("loopbox");
             tags::set(&mut tx, Tagged::Loopbox, b.id, &[t1.id]).await.expect("loopbox tags");
         }
         let dom = domains::insert(&mut tx, customer_id, &format!("d{i}-{tag}.example.org")).await.expect("domain");

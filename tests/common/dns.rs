@@ -21,10 +21,7 @@ impl Drop for Dnsmasq {
 pub fn dnsmasq_binary() -> Option<&'static str> {
     let found = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"].into_iter().find(|p| std::path::Path::new(p).exists());
     if found.is_none() {
-        assert!(
-            std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"),
-            "BERTH_REQUIRE_ALL=1 but dnsmasq is missing"
-        );
+        assert!(std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"), "BERTH_REQUIRE_ALL=1 but dnsmasq is missing");
         eprintln!("skipping: dnsmasq not installed (package dnsmasq-base)");
     }
     found

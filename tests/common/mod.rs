@@ -93,10 +93,9 @@ impl Auth {
     /// The `Authorization` header value, if any.
     pub fn header(&self) -> Option<String> {
         match self {
-            Auth::Basic(u, p) => Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )),
+            Auth::Basic(u, p) => {
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+            }
             Auth::Bearer(t) => Some(format!("Bearer {t}")),
             Auth::None => None,
             Auth::Raw(v) => Some(v.clone()),
@@ -203,10 +202,7 @@ impl Berth {
     }
 
     async fn launch(opts: Opts, pg: Option<PgDatabase>) -> Berth {
-        let root = tempfile::Builder::new()
-            .prefix("berth-e2e-")
-            .tempdir()
-            .expect("temp dir");
+        let root = tempfile::Builder::new().prefix("berth-e2e-").tempdir().expect("temp dir");
         let state_dir = root.path().join("state");
         let database_url = match &opts.database {
             Some(url) => url.clone(),
@@ -219,10 +215,7 @@ impl Berth {
             state_dir,
             log: root.path().join("berth.log"),
             opts,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("http client"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
             store: OnceCell::new(),
             counter: AtomicU64::new(0),
             pg,
@@ -239,17 +232,9 @@ impl Berth {
 
     async fn spawn(&mut self) {
         assert!(self.child.is_none(), "berth is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log file");
         let mut cmd = berth_command();
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--state-dir")
-            .arg(&self.state_dir);
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--state-dir").arg(&self.state_dir);
         if let Some(db) = &self.opts.database {
             cmd.arg("--database").arg(db);
         }
@@ -258,10 +243,7 @@ impl Berth {
         }
         cmd.args(&self.opts.args);
         cmd.envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log)).kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn berth serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -280,15 +262,9 @@ impl Berth {
             outcome => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                let why = if outcome.is_err() {
-                    "did not print its address in time"
-                } else {
-                    "exited before listening"
-                };
-                panic!(
-                    "berth serve {why}; its log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                let why =
+                    if outcome.is_err() { "did not print its address in time" } else { "exited before listening" };
+                panic!("berth serve {why}; its log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -330,11 +306,7 @@ impl Berth {
 
     /// A client whose connections come from `local` (e.g. 127.0.0.2: another peer address).
     pub fn http_from(&self, local: IpAddr) -> reqwest::Client {
-        reqwest::Client::builder()
-            .local_address(local)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("http client")
+        reqwest::Client::builder().local_address(local).timeout(Duration::from_secs(60)).build().expect("http client")
     }
 
     /// POSTs a GraphQL operation and returns status, headers and body.
@@ -344,9 +316,7 @@ impl Berth {
 
     /// Like [`Berth::gql_raw`] through a given client (see [`Berth::http_from`]).
     pub async fn gql_raw_with(&self, client: &reqwest::Client, auth: Auth, query: &str, variables: Value) -> Response {
-        let mut request = client
-            .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }));
+        let mut request = client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
         if let Some(value) = auth.header() {
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
@@ -383,11 +353,7 @@ impl Berth {
             String::from_utf8_lossy(&out.stderr)
         );
         let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "berth admin {args:?} must print one line, printed: {stdout:?}"
-        );
+        assert_eq!(lines.len(), 1, "berth admin {args:?} must print one line, printed: {stdout:?}");
         serde_json::from_str(lines[0])
             .unwrap_or_else(|e| panic!("berth admin {args:?} printed non-JSON {stdout:?}: {e}"))
     }
@@ -412,9 +378,7 @@ impl Berth {
     /// A customer `name` with a generated password.
     pub async fn fixture_customer(&self, name: &str) -> Customer {
         let password = format!("pw-{name}-{:08x}", rand::random::<u32>());
-        let made = self
-            .admin(&["customer", "add", "--username", name, "--password", &password])
-            .await;
+        let made = self.admin(&["customer", "add", "--username", name, "--password", &password]).await;
         Customer {
             username: name.to_owned(),
             password,
@@ -428,27 +392,13 @@ impl Berth {
         let name = self.unique("server");
         let n = self.counter.load(Ordering::Relaxed);
         let address = format!("192.0.2.{}", n % 250 + 1);
-        let mut args = vec![
-            "server",
-            "add",
-            "--name",
-            &name,
-            "--address",
-            &address,
-            "--memory",
-            "10000",
-            "--storage",
-            "100000",
-        ];
+        let mut args =
+            vec!["server", "add", "--name", &name, "--address", &address, "--memory", "10000", "--storage", "100000"];
         if let Some(owner) = owner {
             args.extend(["--owner", owner]);
         }
         let made = self.admin(&args).await;
-        Server {
-            id: made["id"].as_i64().expect("server id"),
-            name,
-            address,
-        }
+        Server { id: made["id"].as_i64().expect("server id"), name, address }
     }
 
     /// A container of `customer` on `server` (both by name); returns its uid.
@@ -477,11 +427,7 @@ impl Berth {
     /// A store on the same database as the server (connected once, then shared).
     pub async fn store(&self) -> &Store {
         self.store
-            .get_or_init(|| async {
-                Store::connect(&self.database_url)
-                    .await
-                    .expect("connect to the test database")
-            })
+            .get_or_init(|| async { Store::connect(&self.database_url).await.expect("connect to the test database") })
             .await
     }
 
@@ -571,17 +517,10 @@ impl PgDatabase {
             }
         };
         let name = format!("berth_e2e_{:016x}", rand::random::<u64>());
-        let admin = Store::connect(&admin_url)
-            .await
-            .expect("connect to BERTH_TEST_POSTGRES_URL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(admin.pool())
-            .await
-            .expect("create test database");
+        let admin = Store::connect(&admin_url).await.expect("connect to BERTH_TEST_POSTGRES_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.expect("create test database");
         admin.close().await;
-        let slash = admin_url
-            .rfind('/')
-            .expect("BERTH_TEST_POSTGRES_URL must end in /<database>");
+        let slash = admin_url.rfind('/').expect("BERTH_TEST_POSTGRES_URL must end in /<database>");
         let url = format!("{}/{name}", &admin_url[..slash]);
         Some(PgDatabase { url, admin_url, name })
     }
@@ -593,10 +532,7 @@ impl Drop for PgDatabase {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
         let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
                 let admin = Store::connect(&admin_url).await.map_err(|e| e.to_string())?;
                 let dropped = sqlx::query(&sql).execute(admin.pool()).await.map_err(|e| e.to_string());

@@ -33,7 +33,8 @@ impl Reply {
 
     /// The body as JSON; panics (with the body) when it is not JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?} (status {})", self.text, self.status))
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?} (status {})", self.text, self.status))
     }
 
     /// Asserts the status and `Content-Type: application/json` exactly; returns the JSON.
@@ -78,11 +79,8 @@ pub async fn call_with(
     }
     let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     let status = resp.status();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
+    let headers =
+        resp.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
     let text = resp.text().await.expect("body");
     Reply { status: status.as_u16(), reason: status.canonical_reason().unwrap_or("").to_owned(), headers, text }
 }
@@ -122,12 +120,11 @@ pub fn parse_http(bytes: &[u8]) -> Reply {
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let _version = parts.next();
-    let status: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let status: u16 =
+        parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status line {status_line:?}"));
     let reason = parts.next().unwrap_or("").to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let text = if chunked { dechunk(body) } else { body.to_owned() };
     Reply { status, reason, headers, text }

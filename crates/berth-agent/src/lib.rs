@@ -515,7 +515,9 @@ impl Inner {
                     tracing::info!(mountpoint = %loopbox.mountpoint, "loopbox mounted");
                     now.loopboxes.push(loopbox);
                 }
-                Err(e) => tracing::warn!(mountpoint = %loopbox.mountpoint, error = %e, "loopbox not mounted; will retry"),
+                Err(e) => {
+                    tracing::warn!(mountpoint = %loopbox.mountpoint, error = %e, "loopbox not mounted; will retry")
+                }
             }
         }
         if applied.ssh_keys != spec.ssh_keys {

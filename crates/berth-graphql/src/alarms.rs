@@ -66,13 +66,10 @@ impl CursorType for AlarmCursor {
     type Error = String;
 
     fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| "malformed cursor".to_owned())?;
+        let bytes =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| "malformed cursor".to_owned())?;
         let text = String::from_utf8(bytes).map_err(|_| "malformed cursor".to_owned())?;
-        let rest = text
-            .strip_prefix("alarm:")
-            .ok_or_else(|| "malformed cursor".to_owned())?;
+        let rest = text.strip_prefix("alarm:").ok_or_else(|| "malformed cursor".to_owned())?;
         let (unix, id) = rest.split_once(':').ok_or_else(|| "malformed cursor".to_owned())?;
         match (unix.parse(), id.parse()) {
             (Ok(unix), Ok(id)) => Ok(AlarmCursor { unix, id }),
@@ -126,33 +123,16 @@ impl AlarmQuery {
             .map(|a| AlarmCursor::decode_cursor(&a))
             .transpose()
             .map_err(|_| crate::gql_error(Error::bad_input("after", "malformed cursor")))?;
-        let filter = AlarmFilter {
-            container,
-            level,
-            line,
-            class,
-            vassal,
-            color,
-            filename,
-            func,
-        };
-        let slice = service(ctx)
-            .alarm_slice(&caller, &filter, first, after.map(|c| (c.unix, c.id)))
-            .await
-            .gql()?;
+        let filter = AlarmFilter { container, level, line, class, vassal, color, filename, func };
+        let slice = service(ctx).alarm_slice(&caller, &filter, first, after.map(|c| (c.unix, c.id))).await.gql()?;
         let mut connection = Connection::with_additional_fields(
             after.is_some(),
             slice.has_next,
-            AlarmTotal {
-                total_count: slice.total,
-            },
+            AlarmTotal { total_count: slice.total },
         );
-        connection.edges.extend(
-            slice
-                .alarms
-                .into_iter()
-                .map(|a| Edge::new(AlarmCursor { unix: a.unix, id: a.id }, Alarm(a))),
-        );
+        connection
+            .edges
+            .extend(slice.alarms.into_iter().map(|a| Edge::new(AlarmCursor { unix: a.unix, id: a.id }, Alarm(a))));
         Ok(connection)
     }
 
@@ -186,18 +166,7 @@ impl AlarmMutation {
         unix: Option<i64>,
     ) -> async_graphql::Result<Alarm> {
         let caller = caller(ctx)?;
-        let raise = RaiseAlarm {
-            container,
-            msg: message,
-            level,
-            color,
-            class,
-            vassal,
-            line,
-            filename,
-            func,
-            unix,
-        };
+        let raise = RaiseAlarm { container, msg: message, level, color, class, vassal, line, filename, func, unix };
         Ok(Alarm(service(ctx).raise_alarm(&caller, raise).await.gql()?))
     }
 

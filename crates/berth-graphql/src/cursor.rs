@@ -10,9 +10,8 @@ impl CursorType for IdCursor {
     type Error = String;
 
     fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| "malformed cursor".to_owned())?;
+        let bytes =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| "malformed cursor".to_owned())?;
         let text = String::from_utf8(bytes).map_err(|_| "malformed cursor".to_owned())?;
         text.strip_prefix("id:")
             .and_then(|id| id.parse().ok())

@@ -89,20 +89,8 @@ pub(crate) fn add_loaders(
         tokio::spawn(fut);
     };
     request
-        .data(DataLoader::new(
-            DomainTagsLoader {
-                service: service.clone(),
-                caller,
-            },
-            spawn,
-        ))
-        .data(DataLoader::new(
-            DomainContainersLoader {
-                service: service.clone(),
-                caller,
-            },
-            spawn,
-        ))
+        .data(DataLoader::new(DomainTagsLoader { service: service.clone(), caller }, spawn))
+        .data(DataLoader::new(DomainContainersLoader { service: service.clone(), caller }, spawn))
 }
 
 /// Changes to a domain; omitted fields stay as they are, `note: null` clears the note.
@@ -135,14 +123,9 @@ impl DomainQuery {
     ) -> async_graphql::Result<Connection<IdCursor, Domain>> {
         let caller = caller(ctx)?;
         let after = decode_after(after)?;
-        let page = service(ctx)
-            .domains(&caller, &tags.unwrap_or_default(), first, after)
-            .await
-            .gql()?;
+        let page = service(ctx).domains(&caller, &tags.unwrap_or_default(), first, after).await.gql()?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection
-            .edges
-            .extend(page.domains.into_iter().map(|d| Edge::new(IdCursor(d.id), Domain(d))));
+        connection.edges.extend(page.domains.into_iter().map(|d| Edge::new(IdCursor(d.id), Domain(d))));
         Ok(connection)
     }
 

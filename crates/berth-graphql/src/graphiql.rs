@@ -58,11 +58,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, content_type, bytes)) => (
-            [(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=86400")],
-            *bytes,
-        )
-            .into_response(),
+        Some((_, content_type, bytes)) => {
+            ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=86400")], *bytes)
+                .into_response()
+        }
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

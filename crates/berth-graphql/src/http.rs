@@ -253,10 +253,7 @@ async fn get_graphql(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    let wants_html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
     if uri.query().is_none_or(|q| q.is_empty()) {
         if wants_html {
             return Html(crate::graphiql::page()).into_response();
@@ -269,7 +266,12 @@ async fn get_graphql(
     }
 }
 
-async fn execute(state: &GraphqlState, peer: SocketAddr, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(
+    state: &GraphqlState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
     let caller = match authenticate(&state.service, headers, peer).await {
         Ok(caller) => caller,
         Err(e) => return auth_failure(e),
@@ -286,11 +288,7 @@ async fn authenticate(service: &Service, headers: &HeaderMap, peer: SocketAddr) 
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(Presented::from_authorization)
-        .ok_or(Error::Unauthenticated)?;
+    let presented = value.to_str().ok().and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
     service.authenticate(&presented, peer.ip()).await.map(Some)
 }
 

@@ -8,6 +8,7 @@
 mod account;
 mod alarms;
 mod containers;
+pub(crate) mod cursor;
 mod custom_distros;
 mod domains;
 mod error;
@@ -20,13 +21,12 @@ mod runtime;
 mod subscriptions;
 mod tags;
 mod telemetry;
-pub(crate) mod cursor;
 
 use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};
 
-pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use containers::{set_loader_delay, LOADER_DELAY};
+pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::router;
 pub use telemetry::GraphqlMetrics;
 
@@ -85,7 +85,11 @@ pub fn sdl() -> String {
 
 /// Per-request data: who is calling, and DataLoaders built for this request only, so one
 /// tenant's cache can never answer another's request.
-pub fn prepare_request(request: async_graphql::Request, service: &Service, caller: Option<Caller>) -> async_graphql::Request {
+pub fn prepare_request(
+    request: async_graphql::Request,
+    service: &Service,
+    caller: Option<Caller>,
+) -> async_graphql::Request {
     let mut request = request;
     if let Some(caller) = caller {
         request = request.data(caller);

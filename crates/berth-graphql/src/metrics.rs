@@ -23,11 +23,7 @@ pub struct DomainMetricSeries {
 }
 
 fn samples(json: Option<&str>) -> async_graphql::Result<Vec<MetricSample>> {
-    Ok(parse_samples(json)
-        .gql()?
-        .into_iter()
-        .map(|(unix, value)| MetricSample { unix, value })
-        .collect())
+    Ok(parse_samples(json).gql()?.into_iter().map(|(unix, value)| MetricSample { unix, value }).collect())
 }
 
 #[derive(Default)]
@@ -48,10 +44,7 @@ impl MetricsQuery {
     ) -> async_graphql::Result<Vec<MetricSample>> {
         let caller = caller(ctx)?;
         let day = requested_day(year, month, day).gql()?;
-        let json = service(ctx)
-            .container_metric(&caller, container, &kind, day)
-            .await
-            .gql()?;
+        let json = service(ctx).container_metric(&caller, container, &kind, day).await.gql()?;
         samples(json.as_deref())
     }
 

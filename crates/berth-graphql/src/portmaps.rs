@@ -63,13 +63,7 @@ impl PortmapQuery {
     /// Every mapping on the caller's server with this address (FORBIDDEN for any other).
     async fn portmappings(&self, ctx: &Context<'_>, server: String) -> async_graphql::Result<Vec<Portmapping>> {
         let caller = caller(ctx)?;
-        Ok(service(ctx)
-            .portmappings(&caller, &server)
-            .await
-            .gql()?
-            .into_iter()
-            .map(Portmapping)
-            .collect())
+        Ok(service(ctx).portmappings(&caller, &server).await.gql()?.into_iter().map(Portmapping).collect())
     }
 }
 
@@ -93,9 +87,7 @@ impl PortmapMutation {
             public_port: input.public_port,
             private_port: input.private_port,
         };
-        Ok(Portmapping(
-            service(ctx).create_portmapping(&caller, &server, new).await.gql()?,
-        ))
+        Ok(Portmapping(service(ctx).create_portmapping(&caller, &server, new).await.gql()?))
     }
 
     /// Removes a mapping of the caller's server (by address); returns its id.

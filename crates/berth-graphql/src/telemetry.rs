@@ -8,13 +8,13 @@ use std::time::Instant;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextSubscribe};
 use async_graphql::Response;
 use futures::stream::{BoxStream, StreamExt};
-use tracing::Instrument as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tracing::Instrument as _;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
@@ -46,8 +46,16 @@ impl GraphqlMetrics {
             "Time to execute a GraphQL query or mutation, by operation name",
             metrics.duration.clone(),
         );
-        registry.register("berth_graphql_operation_errors", "GraphQL operations answered with errors", metrics.errors.clone());
-        registry.register("berth_graphql_open_subscriptions", "GraphQL subscriptions open now", metrics.open_subscriptions.clone());
+        registry.register(
+            "berth_graphql_operation_errors",
+            "GraphQL operations answered with errors",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "berth_graphql_open_subscriptions",
+            "GraphQL subscriptions open now",
+            metrics.open_subscriptions.clone(),
+        );
         metrics
     }
 }
@@ -72,7 +80,12 @@ impl Drop for OpenSubscription {
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for MetricsExtension {
-    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
         let started = Instant::now();
         let name = operation_name.unwrap_or("anonymous");
         let span = tracing::info_span!("graphql.operation", otel.name = %format!("graphql {name}"), operation = %name);

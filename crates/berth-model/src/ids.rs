@@ -22,9 +22,7 @@ pub fn container_ip(container_id: i64) -> std::net::Ipv4Addr {
 /// Hostname derived from a container name: letters, digits and `-` stay, every other
 /// character becomes one `-`.
 pub fn hostname_of(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
 }
 
 /// Stored form of a list of ssh keys.
@@ -37,12 +35,7 @@ pub fn join_ssh_keys(keys: &[String]) -> String {
 pub fn split_ssh_keys(raw: Option<&str>) -> Vec<String> {
     match raw {
         None | Some("") => Vec::new(),
-        Some(text) => text
-            .replace('\r', "\n")
-            .replace("\n\n", "\n")
-            .split('\n')
-            .map(str::to_owned)
-            .collect(),
+        Some(text) => text.replace('\r', "\n").replace("\n\n", "\n").split('\n').map(str::to_owned).collect(),
     }
 }
 

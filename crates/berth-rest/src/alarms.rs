@@ -47,7 +47,11 @@ fn int_param(query: &HashMap<String, String>, key: &str) -> Result<Option<i64>, 
     query.get(key).map(|v| v.trim().parse::<i64>().map_err(|_| wire::bad_request())).transpose()
 }
 
-async fn list(State(state): State<AppState>, Customer(caller): Customer, Query(query): Query<HashMap<String, String>>) -> Reply {
+async fn list(
+    State(state): State<AppState>,
+    Customer(caller): Customer,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
     let container = match query.get("container") {
         None => None,
         Some(v) => match v.parse::<i64>() {
@@ -83,7 +87,12 @@ async fn list(State(state): State<AppState>, Customer(caller): Customer, Query(q
     }
 }
 
-async fn one(State(state): State<AppState>, Customer(caller): Customer, Path(id): Path<String>, method: Method) -> Reply {
+async fn one(
+    State(state): State<AppState>,
+    Customer(caller): Customer,
+    Path(id): Path<String>,
+    method: Method,
+) -> Reply {
     let Ok(id) = id.parse::<i64>() else {
         return wire::not_found();
     };
@@ -110,7 +119,13 @@ async fn alarm_key(State(state): State<AppState>, Customer(caller): Customer, Pa
 }
 
 /// Credentials, or — only when the request carries none — the container's alarm key.
-async fn raise_caller(state: &AppState, parts_headers: &HeaderMap, peer: std::net::IpAddr, uid: i64, key: Option<&String>) -> Result<Caller, Reply> {
+async fn raise_caller(
+    state: &AppState,
+    parts_headers: &HeaderMap,
+    peer: std::net::IpAddr,
+    uid: i64,
+    key: Option<&String>,
+) -> Result<Caller, Reply> {
     if auth::carries_credentials(parts_headers) {
         let presented = auth::presented(parts_headers).ok_or_else(wire::unauthorized)?;
         return state.service.authenticate(&presented, peer).await.map_err(auth::auth_failure);

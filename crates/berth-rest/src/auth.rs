@@ -59,12 +59,7 @@ impl FromRequestParts<AppState> for Customer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Reply> {
         let presented = presented(&parts.headers).ok_or_else(wire::unauthorized)?;
-        state
-            .service
-            .authenticate(&presented, peer(parts))
-            .await
-            .map(Customer)
-            .map_err(auth_failure)
+        state.service.authenticate(&presented, peer(parts)).await.map(Customer).map_err(auth_failure)
     }
 }
 
@@ -72,10 +67,8 @@ impl FromRequestParts<AppState> for Customer {
 pub fn auth_failure(e: Error) -> Reply {
     match e {
         Error::RateLimited { retry_after_secs } => {
-            let mut r = wire::json(
-                StatusCode::TOO_MANY_REQUESTS,
-                &serde_json::json!({ "error": "Too many failed logins" }),
-            );
+            let mut r =
+                wire::json(StatusCode::TOO_MANY_REQUESTS, &serde_json::json!({ "error": "Too many failed logins" }));
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -29,7 +29,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Updates answer invalid values and clashes with 409 and the reason (Q10 fixed).
-const UPDATE_STYLE: Answers = Answers { not_found: wire::forbidden, bad_input: wire::conflict, conflict: wire::conflict };
+const UPDATE_STYLE: Answers =
+    Answers { not_found: wire::forbidden, bad_input: wire::conflict, conflict: wire::conflict };
 
 async fn list_or_create(
     State(state): State<AppState>,
@@ -196,7 +197,12 @@ fn container_change(o: &Map<String, Value>) -> Result<ContainerChange, Reply> {
 }
 
 /// Container objects as the reference shows them: the summary of the list, or the detail.
-async fn describe(service: &Service, caller: &Caller, list: Vec<Container>, detail: bool) -> berth_service::Result<Vec<Value>> {
+async fn describe(
+    service: &Service,
+    caller: &Caller,
+    list: Vec<Container>,
+    detail: bool,
+) -> berth_service::Result<Vec<Value>> {
     let ids: Vec<i64> = list.iter().map(|c| c.id).collect();
     let servers = service.servers_of_containers(caller, &ids).await?;
     let tags = service.tags_of_containers(caller, &ids).await?;
@@ -265,7 +271,12 @@ async fn describe(service: &Service, caller: &Caller, list: Vec<Container>, deta
         .collect())
 }
 
-async fn domains_today(State(state): State<AppState>, Customer(caller): Customer, Path(uid): Path<String>, method: Method) -> Reply {
+async fn domains_today(
+    State(state): State<AppState>,
+    Customer(caller): Customer,
+    Path(uid): Path<String>,
+    method: Method,
+) -> Reply {
     if method != Method::GET {
         return wire::method_not_allowed();
     }
@@ -280,7 +291,11 @@ async fn domains_today(State(state): State<AppState>, Customer(caller): Customer
     }
 }
 
-async fn regenerate_secret_uuid(State(state): State<AppState>, Customer(caller): Customer, Path(uid): Path<String>) -> Reply {
+async fn regenerate_secret_uuid(
+    State(state): State<AppState>,
+    Customer(caller): Customer,
+    Path(uid): Path<String>,
+) -> Reply {
     let Ok(uid) = uid.parse::<i64>() else {
         return wire::not_found();
     };

@@ -147,7 +147,12 @@ async fn one(
     }
 }
 
-async fn containers_today(State(state): State<AppState>, Customer(caller): Customer, Path(id): Path<String>, method: Method) -> Reply {
+async fn containers_today(
+    State(state): State<AppState>,
+    Customer(caller): Customer,
+    Path(id): Path<String>,
+    method: Method,
+) -> Reply {
     if method != Method::GET {
         return wire::method_not_allowed();
     }
@@ -157,7 +162,10 @@ async fn containers_today(State(state): State<AppState>, Customer(caller): Custo
     match state.service.domain_containers(&caller, id).await {
         // Q17, replicated: `id` is the database id beside the uid.
         Ok(list) => wire::ok_json(
-            &list.iter().map(|c| json!({ "id": c.id, "uuid": c.uuid, "name": c.name, "uid": c.uid() })).collect::<Vec<_>>(),
+            &list
+                .iter()
+                .map(|c| json!({ "id": c.id, "uuid": c.uuid, "name": c.name, "uid": c.uid() }))
+                .collect::<Vec<_>>(),
         ),
         Err(e) => reply(e, NOT_FOUND_STYLE),
     }

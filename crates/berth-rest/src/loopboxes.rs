@@ -24,7 +24,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Creation failures other than ownership are 409 (Q19: path rules enforced, 409).
-const CREATE_STYLE: Answers = Answers { not_found: wire::forbidden, bad_input: wire::conflict, conflict: wire::conflict };
+const CREATE_STYLE: Answers =
+    Answers { not_found: wire::forbidden, bad_input: wire::conflict, conflict: wire::conflict };
 
 async fn describe(service: &Service, caller: &Caller, list: &[Loopbox]) -> berth_service::Result<Vec<Value>> {
     let ids: Vec<i64> = list.iter().map(|b| b.id).collect();
@@ -44,7 +45,12 @@ async fn describe(service: &Service, caller: &Caller, list: &[Loopbox]) -> berth
         .collect())
 }
 
-async fn all_loopboxes(service: &Service, caller: &Caller, container: Option<i64>, tags: &[String]) -> berth_service::Result<Vec<Loopbox>> {
+async fn all_loopboxes(
+    service: &Service,
+    caller: &Caller,
+    container: Option<i64>,
+    tags: &[String],
+) -> berth_service::Result<Vec<Loopbox>> {
     let fetch = |after| async move {
         service.loopboxes_page(caller, container, tags, after, crate::pages::WALK).await.map(|p| (p.items, p.has_next))
     };
@@ -89,7 +95,8 @@ async fn create(service: &Service, caller: &Caller, raw: &[u8]) -> Reply {
         Ok(o) => o,
         Err(r) => return r,
     };
-    let (Some(container), Some(filename), Some(mountpoint)) = (o.get("container"), o.get("filename"), o.get("mountpoint"))
+    let (Some(container), Some(filename), Some(mountpoint)) =
+        (o.get("container"), o.get("filename"), o.get("mountpoint"))
     else {
         return wire::forbidden();
     };

@@ -18,7 +18,8 @@ use crate::wire::{self, Reply};
 use crate::{route, AppState};
 
 /// Unknown or foreign objects get the reference's plain-text 403 (Q22).
-const METRICS_STYLE: Answers = Answers { not_found: wire::forbidden_text, bad_input: wire::bad_request, conflict: wire::conflict };
+const METRICS_STYLE: Answers =
+    Answers { not_found: wire::forbidden_text, bad_input: wire::bad_request, conflict: wire::conflict };
 
 pub fn router() -> Router<AppState> {
     route(Router::new(), "/metrics/{series}/{id}", any(series))

@@ -13,7 +13,10 @@ pub fn router() -> Router<AppState> {
     route(Router::new(), "/news", any(list))
 }
 
-async fn list(axum::extract::State(state): axum::extract::State<AppState>, MaybeCustomer(caller): MaybeCustomer) -> Reply {
+async fn list(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    MaybeCustomer(caller): MaybeCustomer,
+) -> Reply {
     match state.service.news(caller.as_ref()).await {
         Ok(items) => wire::ok_json(
             &items.iter().map(|n| json!({ "content": n.content, "date": n.created_at })).collect::<Vec<_>>(),

@@ -15,7 +15,8 @@ use crate::wire::{self, Reply};
 use crate::AppState;
 
 /// Every failure of this route is a 403 in the reference.
-const ALL_FORBIDDEN: Answers = Answers { not_found: wire::forbidden, bad_input: wire::forbidden, conflict: wire::forbidden };
+const ALL_FORBIDDEN: Answers =
+    Answers { not_found: wire::forbidden, bad_input: wire::forbidden, conflict: wire::forbidden };
 
 pub fn router() -> Router<AppState> {
     // `<ip>` is the rest of the path: a trailing slash makes it a different (unknown) server.

@@ -24,7 +24,12 @@ fn detail(t: &Tag) -> serde_json::Value {
     json!({ "id": t.id, "name": t.name, "note": t.note })
 }
 
-async fn list_or_create(State(state): State<AppState>, Customer(caller): Customer, method: Method, RawBody(raw): RawBody) -> Reply {
+async fn list_or_create(
+    State(state): State<AppState>,
+    Customer(caller): Customer,
+    method: Method,
+    RawBody(raw): RawBody,
+) -> Reply {
     match method {
         Method::GET => match state.service.tags(&caller).await {
             Ok(list) => wire::ok_json(&list.iter().map(|t| json!({ "id": t.id, "name": t.name })).collect::<Vec<_>>()),

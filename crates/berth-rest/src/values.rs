@@ -52,9 +52,7 @@ pub fn string_list(value: &Value) -> Option<Vec<String>> {
 
 /// `?tags=a,b` → names (empty names dropped).
 pub fn tag_names(query: Option<&str>) -> Vec<String> {
-    query
-        .map(|q| q.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default()
+    query.map(|q| q.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -99,8 +99,7 @@ fn canned(status: StatusCode, key: &str, message: &str) -> Reply {
 
 pub fn unauthorized() -> Reply {
     let mut r = canned(StatusCode::UNAUTHORIZED, "error", "Unauthorized");
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"uwsgi.it api\""));
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"uwsgi.it api\""));
     r
 }
 pub fn forbidden() -> Reply {
@@ -110,9 +109,7 @@ pub fn forbidden() -> Reply {
 pub fn forbidden_text() -> Reply {
     let mut response = Response::new(Body::from("Forbidden\n"));
     *response.status_mut() = StatusCode::FORBIDDEN;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     with_reason(response)
 }
 pub fn not_found() -> Reply {
@@ -151,10 +148,7 @@ mod tests {
     #[test]
     fn python_separators_and_ascii() {
         let v = serde_json::json!({"uid": 30001, "list": [1, 2], "name": "caffè ☕ 𝄞"});
-        assert_eq!(
-            to_python_json(&v),
-            r#"{"list": [1, 2], "name": "caff\u00e8 \u2615 \ud834\udd1e", "uid": 30001}"#
-        );
+        assert_eq!(to_python_json(&v), r#"{"list": [1, 2], "name": "caff\u00e8 \u2615 \ud834\udd1e", "uid": 30001}"#);
     }
 
     #[test]

@@ -309,7 +309,8 @@ mod tests {
     async fn containers_must_fit_their_server() {
         let (admin, _dir) = admin().await;
         admin.add_customer(customer("kratos")).await.unwrap();
-        let server = NewServer { name: "s1".into(), address: "10.1.1.1".into(), memory: 1000, storage: 2000, owner: None };
+        let server =
+            NewServer { name: "s1".into(), address: "10.1.1.1".into(), memory: 1000, storage: 2000, owner: None };
         admin.add_server(server.clone()).await.unwrap();
         assert!(matches!(admin.add_server(server).await, Err(Error::Conflict(_))));
         let new = |memory, storage| NewContainer {

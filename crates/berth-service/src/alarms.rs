@@ -74,10 +74,7 @@ pub fn range_window(range: &str) -> Result<Window> {
         s.parse::<i64>().map_err(|_| bad())
     };
     if !range.contains('-') {
-        return Ok(Window::NewestFirst {
-            offset: 0,
-            limit: number(range)?,
-        });
+        return Ok(Window::NewestFirst { offset: 0, limit: number(range)? });
     }
     let mut parts = range.split('-');
     let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -86,11 +83,7 @@ pub fn range_window(range: &str) -> Result<Window> {
     let (a, b) = (number(a)?, number(b)?);
     let (lo, hi) = (a.min(b), a.max(b));
     let (offset, limit) = (lo, hi - lo);
-    Ok(if a <= b {
-        Window::NewestFirst { offset, limit }
-    } else {
-        Window::OldestFirst { offset, limit }
-    })
+    Ok(if a <= b { Window::NewestFirst { offset, limit } } else { Window::OldestFirst { offset, limit } })
 }
 
 impl Service {
@@ -119,9 +112,7 @@ impl Service {
             None => Ok(None),
             Some(uid) => {
                 let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
-                containers::owned(conn, caller.customer_id, id)
-                    .await?
-                    .ok_or(Error::NotFound("container"))?;
+                containers::owned(conn, caller.customer_id, id).await?.ok_or(Error::NotFound("container"))?;
                 Ok(Some(id))
             }
         }
@@ -135,10 +126,7 @@ impl Service {
         let container_id = self.filter_container(&mut conn, caller, filter).await?;
         let q = self.alarm_query(caller, filter, container_id);
         let total = alarms::count(&mut conn, &q).await?;
-        let window = window.unwrap_or(Window::NewestFirst {
-            offset: 0,
-            limit: total.max(0),
-        });
+        let window = window.unwrap_or(Window::NewestFirst { offset: 0, limit: total.max(0) });
         let list = alarms::list(&mut conn, &q, window).await?;
         Ok(AlarmPage { total, alarms: list })
     }
@@ -158,38 +146,23 @@ impl Service {
         let q = self.alarm_query(caller, filter, container_id);
         let total = alarms::count(&mut conn, &q).await?;
         let window = match after {
-            None => Window::NewestFirst {
-                offset: 0,
-                limit: limit + 1,
-            },
-            Some((unix, id)) => Window::NewestAfter {
-                unix,
-                id,
-                limit: limit + 1,
-            },
+            None => Window::NewestFirst { offset: 0, limit: limit + 1 },
+            Some((unix, id)) => Window::NewestAfter { unix, id, limit: limit + 1 },
         };
         let mut list = alarms::list(&mut conn, &q, window).await?;
         let has_next = list.len() as i64 > limit;
         list.truncate(limit as usize);
-        Ok(AlarmSlice {
-            total,
-            alarms: list,
-            has_next,
-        })
+        Ok(AlarmSlice { total, alarms: list, has_next })
     }
 
     pub async fn alarm(&self, caller: &Caller, id: i64) -> Result<Alarm> {
         let mut conn = self.store.read().await?;
-        alarms::owned(&mut conn, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("alarm"))
+        alarms::owned(&mut conn, caller.customer_id, id).await?.ok_or(Error::NotFound("alarm"))
     }
 
     pub async fn delete_alarm(&self, caller: &Caller, id: i64) -> Result<Alarm> {
         let mut tx = self.store.write().await?;
-        let alarm = alarms::owned(&mut tx, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("alarm"))?;
+        let alarm = alarms::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("alarm"))?;
         alarms::delete(&mut tx, alarm.id).await?;
         tx.commit().await?;
         Ok(alarm)
@@ -206,11 +179,7 @@ impl Service {
     /// The platform raises an alarm (level 0: OOM, quota, restarts) on any container; the
     /// agent's path, never reachable from a customer's request.
     pub async fn raise_system_alarm(&self, container_id: i64, msg: &str, color: Option<&str>) -> Result<Alarm> {
-        let raise = RaiseAlarm {
-            msg: msg.to_owned(),
-            color: color.map(str::to_owned),
-            ..RaiseAlarm::default()
-        };
+        let raise = RaiseAlarm { msg: msg.to_owned(), color: color.map(str::to_owned), ..RaiseAlarm::default() };
         self.store_alarm(None, container_id, 0, raise).await
     }
 
@@ -265,11 +234,7 @@ impl Service {
     /// (XMPP, Pushover, ..., honouring `alarm_freq`; see [`crate::delivery`]), never waiting
     /// for the delivery itself.
     async fn after_alarm_committed(&self, customer_id: i64, alarm: &Alarm) {
-        self.publish(berth_model::Event::Alarm {
-            customer_id,
-            alarm: alarm.clone(),
-        })
-        .await;
+        self.publish(berth_model::Event::Alarm { customer_id, alarm: alarm.clone() }).await;
         if let Some(delivery) = &self.delivery {
             delivery.enqueue(customer_id, alarm);
         }
@@ -279,9 +244,7 @@ impl Service {
     pub async fn regenerate_alarm_key(&self, caller: &Caller, uid: i64) -> Result<String> {
         let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
         let mut tx = self.store.write().await?;
-        containers::owned(&mut tx, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("container"))?;
+        containers::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("container"))?;
         let key = berth_store::new_uuid();
         alarms::set_alarm_key(&mut tx, id, &key).await?;
         tx.commit().await?;
@@ -311,44 +274,15 @@ mod tests {
 
     #[test]
     fn ranges_like_the_reference() {
-        assert_eq!(
-            range_window("10").unwrap(),
-            Window::NewestFirst { offset: 0, limit: 10 }
-        );
-        assert_eq!(
-            range_window("3-6").unwrap(),
-            Window::NewestFirst { offset: 3, limit: 3 }
-        );
+        assert_eq!(range_window("10").unwrap(), Window::NewestFirst { offset: 0, limit: 10 });
+        assert_eq!(range_window("3-6").unwrap(), Window::NewestFirst { offset: 3, limit: 3 });
         // Q21 replicated: same offset and length, oldest-first.
-        assert_eq!(
-            range_window("6-3").unwrap(),
-            Window::OldestFirst { offset: 3, limit: 3 }
-        );
+        assert_eq!(range_window("6-3").unwrap(), Window::OldestFirst { offset: 3, limit: 3 });
         // Q20 fixed: numeric comparison.
-        assert_eq!(
-            range_window("9-10").unwrap(),
-            Window::NewestFirst { offset: 9, limit: 1 }
-        );
-        assert_eq!(
-            range_window("5-20").unwrap(),
-            Window::NewestFirst { offset: 5, limit: 15 }
-        );
-        assert_eq!(
-            range_window("4-4").unwrap(),
-            Window::NewestFirst { offset: 4, limit: 0 }
-        );
-        for bad in [
-            "6-a",
-            "6-",
-            "-a",
-            "a",
-            "",
-            "1-2-3",
-            "-1",
-            "+5",
-            " 5",
-            "99999999999999999999",
-        ] {
+        assert_eq!(range_window("9-10").unwrap(), Window::NewestFirst { offset: 9, limit: 1 });
+        assert_eq!(range_window("5-20").unwrap(), Window::NewestFirst { offset: 5, limit: 15 });
+        assert_eq!(range_window("4-4").unwrap(), Window::NewestFirst { offset: 4, limit: 0 });
+        for bad in ["6-a", "6-", "-a", "a", "", "1-2-3", "-1", "+5", " 5", "99999999999999999999"] {
             match range_window(bad) {
                 Err(Error::BadInput { field, .. }) => assert_eq!(field, "range", "{bad}"),
                 other => panic!("{bad:?} gave {other:?}"),
@@ -377,48 +311,24 @@ mod service_tests {
 
     async fn world() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("b.db").display()))
-            .await
-            .unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("b.db").display())).await.unwrap();
         // Never asked: nothing here adds a domain.
         let dns = crate::dns::TxtOverDns::new(Some(([127, 0, 0, 1], 9).into())).unwrap();
-        let service = Service::new(
-            store.clone(),
-            ServiceConfig {
-                domain_ownership: Arc::new(dns),
-                auth: Default::default(),
-            },
-        );
+        let service =
+            Service::new(store.clone(), ServiceConfig { domain_ownership: Arc::new(dns), auth: Default::default() });
         let mut tx = store.write().await.unwrap();
         let server = servers::insert(
             &mut tx,
-            &servers::NewServer {
-                name: "s",
-                address: "192.0.2.1",
-                memory: 1000,
-                storage: 1000,
-                owner_id: None,
-            },
+            &servers::NewServer { name: "s", address: "192.0.2.1", memory: 1000, storage: 1000, owner_id: None },
         )
         .await
         .unwrap();
         let mut ids = Vec::new();
         for name in ["kratos", "zeus"] {
-            let new = accounts::NewCustomer {
-                username: name,
-                password_hash: "h",
-                email: "",
-                company: None,
-                vat: None,
-            };
+            let new = accounts::NewCustomer { username: name, password_hash: "h", email: "", company: None, vat: None };
             let customer = accounts::insert_customer(&mut tx, &new).await.unwrap().id;
-            let c = containers::NewContainer {
-                customer_id: customer,
-                server_id: server.id,
-                name,
-                memory: 1,
-                storage: 1,
-            };
+            let c =
+                containers::NewContainer { customer_id: customer, server_id: server.id, name, memory: 1, storage: 1 };
             ids.push((customer, containers::insert(&mut tx, &c).await.unwrap().id));
         }
         tx.commit().await.unwrap();
@@ -433,12 +343,7 @@ mod service_tests {
     }
 
     fn raise(container: i64, msg: &str, unix: i64) -> RaiseAlarm {
-        RaiseAlarm {
-            container,
-            msg: msg.to_owned(),
-            unix: Some(unix),
-            ..RaiseAlarm::default()
-        }
+        RaiseAlarm { container, msg: msg.to_owned(), unix: Some(unix), ..RaiseAlarm::default() }
     }
 
     fn msgs(page: &AlarmPage) -> Vec<&str> {
@@ -449,15 +354,9 @@ mod service_tests {
     async fn range_and_total_like_the_reference() {
         let w = world().await;
         for i in 0..10 {
-            w.service
-                .raise_alarm(&w.kratos, raise(w.k_uid, &format!("a{i}"), 100 + i))
-                .await
-                .unwrap();
+            w.service.raise_alarm(&w.kratos, raise(w.k_uid, &format!("a{i}"), 100 + i)).await.unwrap();
         }
-        w.service
-            .raise_alarm(&w.zeus, raise(w.z_uid, "zeus", 500))
-            .await
-            .unwrap();
+        w.service.raise_alarm(&w.zeus, raise(w.z_uid, "zeus", 500)).await.unwrap();
         let all = AlarmFilter::default();
         let page = w.service.alarms(&w.kratos, &all, None).await.unwrap();
         assert_eq!((page.total, page.alarms.len()), (10, 10));
@@ -471,18 +370,9 @@ mod service_tests {
         let page = w.service.alarms(&w.kratos, &all, Some("9-10")).await.unwrap();
         assert_eq!(msgs(&page), ["a0"], "Q20 fixed: numeric comparison");
         let bad = w.service.alarms(&w.kratos, &all, Some("6-a")).await;
-        assert!(
-            matches!(bad, Err(Error::BadInput { ref field, .. }) if field == "range"),
-            "{bad:?}"
-        );
-        let foreign = AlarmFilter {
-            container: Some(w.z_uid),
-            ..AlarmFilter::default()
-        };
-        assert_eq!(
-            w.service.alarms(&w.kratos, &foreign, None).await.unwrap_err(),
-            Error::NotFound("container")
-        );
+        assert!(matches!(bad, Err(Error::BadInput { ref field, .. }) if field == "range"), "{bad:?}");
+        let foreign = AlarmFilter { container: Some(w.z_uid), ..AlarmFilter::default() };
+        assert_eq!(w.service.alarms(&w.kratos, &foreign, None).await.unwrap_err(), Error::NotFound("container"));
     }
 
     #[tokio::test]
@@ -490,51 +380,22 @@ mod service_tests {
         let w = world().await;
         let mut sub = w.service.subscribe(&w.kratos, None, None).await.unwrap();
         let mut conn = w.service.store.read().await.unwrap();
-        sqlx::query("UPDATE containers SET max_alarms = 2")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
+        sqlx::query("UPDATE containers SET max_alarms = 2").execute(&mut *conn).await.unwrap();
         drop(conn);
-        w.service
-            .raise_alarm(&w.kratos, raise(w.k_uid, "old", 1))
-            .await
-            .unwrap();
-        let system = w
-            .service
-            .raise_system_alarm(w.k_uid - berth_model::UID_BASE, "oom", Some("ff0000"))
-            .await
-            .unwrap();
+        w.service.raise_alarm(&w.kratos, raise(w.k_uid, "old", 1)).await.unwrap();
+        let system =
+            w.service.raise_system_alarm(w.k_uid - berth_model::UID_BASE, "oom", Some("ff0000")).await.unwrap();
         assert_eq!((system.level, system.color.as_str()), (0, "#ff0000"));
         assert_eq!(sub.next_alarm().await.unwrap().msg, "old");
         assert_eq!(sub.next_alarm().await.unwrap(), system);
-        w.service
-            .raise_alarm(&w.kratos, raise(w.k_uid, "new", 2))
-            .await
-            .unwrap();
-        let page = w
-            .service
-            .alarms(&w.kratos, &AlarmFilter::default(), None)
-            .await
-            .unwrap();
+        w.service.raise_alarm(&w.kratos, raise(w.k_uid, "new", 2)).await.unwrap();
+        let page = w.service.alarms(&w.kratos, &AlarmFilter::default(), None).await.unwrap();
         assert_eq!(msgs(&page), ["oom", "new"], "the oldest made room");
-        let zero = RaiseAlarm {
-            level: Some(0),
-            ..raise(w.k_uid, "x", 3)
-        };
-        assert!(matches!(
-            w.service.raise_alarm(&w.kratos, zero).await,
-            Err(Error::Forbidden(_))
-        ));
+        let zero = RaiseAlarm { level: Some(0), ..raise(w.k_uid, "x", 3) };
+        assert!(matches!(w.service.raise_alarm(&w.kratos, zero).await, Err(Error::Forbidden(_))));
         let foreign = w.service.raise_alarm(&w.zeus, raise(w.k_uid, "x", 3)).await;
         assert_eq!(foreign.unwrap_err(), Error::NotFound("container"));
-        assert_eq!(
-            w.service
-                .alarms(&w.kratos, &AlarmFilter::default(), None)
-                .await
-                .unwrap()
-                .total,
-            2
-        );
+        assert_eq!(w.service.alarms(&w.kratos, &AlarmFilter::default(), None).await.unwrap().total, 2);
     }
 
     #[tokio::test]
@@ -549,28 +410,15 @@ mod service_tests {
         assert!(w.service.authenticate_alarm_key(w.k_uid, &key[..35]).await.is_err());
         let mut wrong = key.clone().into_bytes();
         wrong[0] = if wrong[0] == b'a' { b'b' } else { b'a' };
-        assert!(w
-            .service
-            .authenticate_alarm_key(w.k_uid, &String::from_utf8(wrong).unwrap())
-            .await
-            .is_err());
+        assert!(w.service.authenticate_alarm_key(w.k_uid, &String::from_utf8(wrong).unwrap()).await.is_err());
         let newer = w.service.regenerate_alarm_key(&w.kratos, w.k_uid).await.unwrap();
         assert!(w.service.authenticate_alarm_key(w.k_uid, &key).await.is_err());
         assert!(w.service.authenticate_alarm_key(30000, &newer).await.is_err());
         // An inactive owner cannot use the key.
         let mut conn = w.service.store.read().await.unwrap();
-        sqlx::query("UPDATE customers SET active = 0")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
+        sqlx::query("UPDATE customers SET active = 0").execute(&mut *conn).await.unwrap();
         drop(conn);
-        assert_eq!(
-            w.service.authenticate_alarm_key(w.k_uid, &newer).await.unwrap_err(),
-            Error::Unauthenticated
-        );
-        assert_eq!(
-            w.service.regenerate_alarm_key(&w.zeus, w.k_uid).await.unwrap_err(),
-            Error::NotFound("container")
-        );
+        assert_eq!(w.service.authenticate_alarm_key(w.k_uid, &newer).await.unwrap_err(), Error::Unauthenticated);
+        assert_eq!(w.service.regenerate_alarm_key(&w.zeus, w.k_uid).await.unwrap_err(), Error::NotFound("container"));
     }
 }

@@ -135,9 +135,7 @@ impl Authenticator {
 
     /// Runs one argon2 verification on the blocking pool; the caller holds a hashing permit.
     async fn verify(&self, password: String, hash: String) -> Result<bool> {
-        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(Error::internal)
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(Error::internal)
     }
 }
 
@@ -186,10 +184,7 @@ impl<K: std::hash::Hash + Eq + Clone> FailureLimit<K> {
 /// An argon2id PHC string for a new password.
 pub fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(Error::internal)
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(Error::internal)
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {

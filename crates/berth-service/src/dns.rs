@@ -54,10 +54,7 @@ impl TxtOverDns {
                 }
             },
         };
-        Ok(TxtOverDns {
-            base: base.map(|(config, opts)| (config, tuned(opts))),
-            ns_port: 53,
-        })
+        Ok(TxtOverDns { base: base.map(|(config, opts)| (config, tuned(opts))), ns_port: 53 })
     }
 
     /// Asks a zone's NS hosts on `port` instead of 53 (tests run them on a free port).
@@ -69,9 +66,7 @@ impl TxtOverDns {
     /// A fresh resolver per check: no cache, so a record added after a failed attempt is
     /// seen on the next one.
     fn resolver(config: ResolverConfig, opts: ResolverOpts) -> TokioResolver {
-        TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
-            .with_options(opts)
-            .build()
+        TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).with_options(opts).build()
     }
 
     /// Addresses of the name's NS hosts (first A record of each, at most [`MAX_NS`]); NS
@@ -113,10 +108,7 @@ fn candidates(name: &Name) -> Vec<Name> {
 #[async_trait]
 impl DomainOwnership for TxtOverDns {
     async fn txt_contains(&self, name: &str, needle: &str) -> Result<bool> {
-        let (config, opts) = self
-            .base
-            .clone()
-            .ok_or_else(|| Error::internal("no DNS resolver configured"))?;
+        let (config, opts) = self.base.clone().ok_or_else(|| Error::internal("no DNS resolver configured"))?;
         // A name DNS cannot even express cannot carry the record.
         let Ok(mut fqdn) = Name::from_utf8(name) else {
             return Ok(false);
@@ -168,9 +160,7 @@ pub(crate) mod testing {
     /// Starts dnsmasq serving only `records` (extra `--txt-record=…` style flags);
     /// `None` (test skipped) when dnsmasq is missing, unless `BERTH_REQUIRE_ALL=1`.
     pub fn dnsmasq(records: &[String]) -> Option<Dnsmasq> {
-        let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists());
+        let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"].into_iter().find(|p| std::path::Path::new(p).exists());
         let Some(binary) = binary else {
             assert!(
                 std::env::var("BERTH_REQUIRE_ALL").as_deref() != Ok("1"),
@@ -181,10 +171,7 @@ pub(crate) mod testing {
         };
         for _ in 0..5 {
             // Pick a free UDP port; retry if dnsmasq loses the race for it.
-            let port = UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("free port")
-                .port();
+            let port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port();
             let mut child = Command::new(binary)
                 .args([
                     "--keep-in-foreground",
@@ -242,10 +229,8 @@ mod tests {
     #[test]
     fn candidates_stop_before_the_tld() {
         let name = Name::from_utf8("a.b.example.org").unwrap();
-        let got: Vec<String> = candidates(&name)
-            .iter()
-            .map(|n| n.to_string().trim_end_matches('.').to_owned())
-            .collect();
+        let got: Vec<String> =
+            candidates(&name).iter().map(|n| n.to_string().trim_end_matches('.').to_owned()).collect();
         assert_eq!(got, ["a.b.example.org", "b.example.org", "example.org"]);
         assert!(candidates(&Name::from_utf8("org").unwrap()).is_empty());
     }
@@ -280,9 +265,7 @@ mod tests {
         ]) else {
             return;
         };
-        let check = TxtOverDns::new(Some(resolver.addr))
-            .unwrap()
-            .with_ns_port(zone.addr.port());
+        let check = TxtOverDns::new(Some(resolver.addr)).unwrap().with_ns_port(zone.addr.port());
         // Only the zone's server holds the right record, so this proves the direct query.
         assert!(check.txt_contains("sub.zone.test", NEEDLE).await.unwrap());
     }
@@ -290,10 +273,9 @@ mod tests {
     #[tokio::test]
     async fn ns_host_without_address_falls_back() {
         // Q26: an NS host with no A record must not break the check.
-        let Some(dns) = dnsmasq(&[
-            ns_rr("lame.test", "ns.nowhere.test"),
-            format!("--txt-record=lame.test,\"{NEEDLE}\""),
-        ]) else {
+        let Some(dns) =
+            dnsmasq(&[ns_rr("lame.test", "ns.nowhere.test"), format!("--txt-record=lame.test,\"{NEEDLE}\"")])
+        else {
             return;
         };
         let check = TxtOverDns::new(Some(dns.addr)).unwrap();

@@ -24,7 +24,6 @@ pub struct DomainPage {
     pub has_next: bool,
 }
 
-
 impl Service {
     /// The customer's domains in id order after `after`, carrying any of `tags` when given.
     pub async fn domains(
@@ -39,17 +38,12 @@ impl Service {
         let mut rows = domains::page(&mut conn, caller.customer_id, tags, after, limit + 1).await?;
         let has_next = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        Ok(DomainPage {
-            domains: rows,
-            has_next,
-        })
+        Ok(DomainPage { domains: rows, has_next })
     }
 
     pub async fn domain(&self, caller: &Caller, id: i64) -> Result<Domain> {
         let mut conn = self.store.read().await?;
-        domains::owned(&mut conn, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("domain"))
+        domains::owned(&mut conn, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))
     }
 
     /// Adds a domain after proving DNS ownership: a TXT record `uwsgi:<customer uuid>` on
@@ -68,9 +62,7 @@ impl Service {
         };
         let needle = format!("uwsgi:{uuid}");
         if !self.domain_ownership.txt_contains(name, &needle).await? {
-            return Err(Error::forbidden(format!(
-                "no DNS TXT record {needle:?} found on {name} or its parent names"
-            )));
+            return Err(Error::forbidden(format!("no DNS TXT record {needle:?} found on {name} or its parent names")));
         }
         let mut tx = self.store.write().await?;
         // A concurrent add of the same name fails on the unique index: a conflict.
@@ -84,9 +76,7 @@ impl Service {
             validate::note(note.as_deref())?;
         }
         let mut tx = self.store.write().await?;
-        domains::owned(&mut tx, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("domain"))?;
+        domains::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))?;
         if let Some(note) = &change.note {
             domains::set_note(&mut tx, id, note.as_deref()).await?;
         }
@@ -95,9 +85,7 @@ impl Service {
             tags::set(&mut tx, Tagged::Domain, id, &ids).await?;
             domains::touch(&mut tx, id).await?;
         }
-        let updated = domains::owned(&mut tx, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("domain"))?;
+        let updated = domains::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -105,9 +93,7 @@ impl Service {
     /// Deletes one of the customer's domains with its tags and metric rows.
     pub async fn delete_domain(&self, caller: &Caller, id: i64) -> Result<Domain> {
         let mut tx = self.store.write().await?;
-        let domain = domains::owned(&mut tx, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("domain"))?;
+        let domain = domains::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))?;
         domains::delete(&mut tx, domain.id).await?;
         tx.commit().await?;
         Ok(domain)
@@ -115,9 +101,8 @@ impl Service {
 
     pub async fn delete_domain_by_name(&self, caller: &Caller, name: &str) -> Result<Domain> {
         let mut tx = self.store.write().await?;
-        let domain = domains::owned_by_name(&mut tx, caller.customer_id, name)
-            .await?
-            .ok_or(Error::NotFound("domain"))?;
+        let domain =
+            domains::owned_by_name(&mut tx, caller.customer_id, name).await?.ok_or(Error::NotFound("domain"))?;
         domains::delete(&mut tx, domain.id).await?;
         tx.commit().await?;
         Ok(domain)
@@ -167,11 +152,7 @@ impl Service {
     /// The containers serving one of the caller's domains today (spec §4.12).
     pub async fn domain_containers(&self, caller: &Caller, domain_id: i64) -> Result<Vec<Container>> {
         self.domain(caller, domain_id).await?;
-        Ok(self
-            .containers_serving_today(caller, &[domain_id])
-            .await?
-            .remove(&domain_id)
-            .unwrap_or_default())
+        Ok(self.containers_serving_today(caller, &[domain_id]).await?.remove(&domain_id).unwrap_or_default())
     }
 
     /// The caller's domains served today by one of the caller's containers (spec §4.4).
@@ -179,14 +160,8 @@ impl Service {
         let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
         {
             let mut conn = self.store.read().await?;
-            containers::owned(&mut conn, caller.customer_id, id)
-                .await?
-                .ok_or(Error::NotFound("container"))?;
+            containers::owned(&mut conn, caller.customer_id, id).await?.ok_or(Error::NotFound("container"))?;
         }
-        Ok(self
-            .domains_served_today(caller, &[id])
-            .await?
-            .remove(&id)
-            .unwrap_or_default())
+        Ok(self.domains_served_today(caller, &[id]).await?.remove(&id).unwrap_or_default())
     }
 }

@@ -74,7 +74,12 @@ impl Subscription {
 impl Service {
     /// Subscribes to the caller's events, optionally of one of its containers (by uid). The
     /// subscription starts before this returns, so nothing committed afterwards is missed.
-    pub async fn subscribe(&self, caller: &Caller, container_uid: Option<i64>, level: Option<i64>) -> Result<Subscription> {
+    pub async fn subscribe(
+        &self,
+        caller: &Caller,
+        container_uid: Option<i64>,
+        level: Option<i64>,
+    ) -> Result<Subscription> {
         let rx = self.bus.subscribe();
         let container_id = match container_uid {
             Some(uid) => {

@@ -8,28 +8,28 @@
 //! **Architecture Invariant:** a customer's object is looked up *with* the caller's id, so
 //! another tenant's object is indistinguishable from a missing one (`Error::NotFound`).
 
-pub mod auth;
 pub mod account;
 pub mod admin;
+pub mod alarms;
+pub mod auth;
 pub mod containers;
 pub mod custom_distros;
+pub mod delivery;
+pub mod distros;
 pub mod dns;
 pub mod domains;
-pub mod tags;
-pub mod loopboxes;
-pub mod alarms;
-pub mod delivery;
-pub mod portmaps;
-pub mod metrics;
-pub mod distros;
 pub mod events;
+pub mod loopboxes;
+pub mod metrics;
+pub mod portmaps;
 pub mod runtime;
+pub mod tags;
 
 use std::sync::Arc;
 
 pub use berth_model::{Error, Result};
-pub use berth_store::Store;
 use berth_store::events::{EventBus, LocalBus};
+pub use berth_store::Store;
 
 /// The authenticated customer on whose behalf an operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,25 +13,15 @@ pub fn today_utc() -> Day {
 
 /// The UTC calendar day of a Unix time.
 pub fn day_of_unix(unix: i64) -> Day {
-    let date = time::OffsetDateTime::from_unix_timestamp(unix)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .date();
-    Day {
-        year: i64::from(date.year()),
-        month: i64::from(u8::from(date.month())),
-        day: i64::from(date.day()),
-    }
+    let date = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH).date();
+    Day { year: i64::from(date.year()), month: i64::from(u8::from(date.month())), day: i64::from(date.day()) }
 }
 
 /// The day a metric request names: each missing part is today's (UTC); the result must be
 /// a real calendar date.
 pub fn requested_day(year: Option<i64>, month: Option<i64>, day: Option<i64>) -> Result<Day> {
     let today = today_utc();
-    let (y, m, d) = (
-        year.unwrap_or(today.year),
-        month.unwrap_or(today.month),
-        day.unwrap_or(today.day),
-    );
+    let (y, m, d) = (year.unwrap_or(today.year), month.unwrap_or(today.month), day.unwrap_or(today.day));
     let month_enum = u8::try_from(m)
         .ok()
         .and_then(|m| time::Month::try_from(m).ok())
@@ -40,11 +30,7 @@ pub fn requested_day(year: Option<i64>, month: Option<i64>, day: Option<i64>) ->
     let day_u8 = u8::try_from(d).map_err(|_| Error::bad_input("day", "not a day of that month"))?;
     time::Date::from_calendar_date(year_i32, month_enum, day_u8)
         .map_err(|_| Error::bad_input("day", "not a day of that month"))?;
-    Ok(Day {
-        year: y,
-        month: m,
-        day: d,
-    })
+    Ok(Day { year: y, month: m, day: d })
 }
 
 pub fn container_kind(kind: &str) -> Result<ContainerMetric> {
@@ -82,12 +68,8 @@ impl Service {
         let kind = container_kind(kind)?;
         let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
         let mut conn = self.store.read().await?;
-        containers::owned(&mut conn, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("container"))?;
-        Ok(metrics::container_day(&mut conn, id, kind, day)
-            .await?
-            .unwrap_or_else(|| Some("[]".to_owned())))
+        containers::owned(&mut conn, caller.customer_id, id).await?.ok_or(Error::NotFound("container"))?;
+        Ok(metrics::container_day(&mut conn, id, kind, day).await?.unwrap_or_else(|| Some("[]".to_owned())))
     }
 
     /// Every container's stored text of one of the caller's domains' series for `day`.
@@ -102,9 +84,7 @@ impl Service {
     ) -> Result<Vec<ContainerSeries>> {
         let kind = domain_kind(kind)?;
         let mut conn = self.store.read().await?;
-        domains::owned(&mut conn, caller.customer_id, domain_id)
-            .await?
-            .ok_or(Error::NotFound("domain"))?;
+        domains::owned(&mut conn, caller.customer_id, domain_id).await?.ok_or(Error::NotFound("domain"))?;
         let rows = metrics::domain_day(&mut conn, domain_id, kind, day).await?;
         let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         let mine: std::collections::HashSet<i64> = containers::many(&mut conn, &ids)
@@ -157,43 +137,19 @@ mod tests {
 
     #[test]
     fn days_are_utc_calendar_days() {
-        assert_eq!(
-            day_of_unix(1_420_070_400),
-            Day {
-                year: 2015,
-                month: 1,
-                day: 1
-            }
-        );
-        assert_eq!(
-            day_of_unix(1_420_070_399),
-            Day {
-                year: 2014,
-                month: 12,
-                day: 31
-            }
-        );
+        assert_eq!(day_of_unix(1_420_070_400), Day { year: 2015, month: 1, day: 1 });
+        assert_eq!(day_of_unix(1_420_070_399), Day { year: 2014, month: 12, day: 31 });
     }
 
     #[test]
     fn requested_day_defaults_and_checks() {
         let today = today_utc();
         assert_eq!(requested_day(None, None, None).unwrap(), today);
-        assert_eq!(
-            requested_day(Some(2024), Some(2), Some(29)).unwrap(),
-            Day {
-                year: 2024,
-                month: 2,
-                day: 29
-            }
-        );
+        assert_eq!(requested_day(Some(2024), Some(2), Some(29)).unwrap(), Day { year: 2024, month: 2, day: 29 });
         assert!(requested_day(Some(2023), Some(2), Some(29)).is_err());
         assert!(requested_day(Some(2023), Some(13), Some(1)).is_err());
         assert!(requested_day(Some(2023), Some(1), Some(-1)).is_err());
-        assert!(matches!(
-            requested_day(Some(2023), Some(0), None),
-            Err(Error::BadInput { .. })
-        ));
+        assert!(matches!(requested_day(Some(2023), Some(0), None), Err(Error::BadInput { .. })));
     }
 
     #[test]

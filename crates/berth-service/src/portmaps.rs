@@ -52,9 +52,8 @@ impl Service {
         let container_id = berth_model::id_of_uid(new.container).ok_or(Error::NotFound("container"))?;
         let mut tx = self.store.write().await?;
         let owned = self.owned_servers_at(&mut tx, caller, address).await?;
-        let container = containers::owned(&mut tx, caller.customer_id, container_id)
-            .await?
-            .ok_or(Error::NotFound("container"))?;
+        let container =
+            containers::owned(&mut tx, caller.customer_id, container_id).await?.ok_or(Error::NotFound("container"))?;
         if !owned.iter().any(|s| s.id == container.server_id) {
             return Err(Error::bad_input("container", "is not on this server"));
         }
@@ -81,9 +80,7 @@ impl Service {
         let mut tx = self.store.write().await?;
         let owned = self.owned_servers_at(&mut tx, caller, address).await?;
         let ids: Vec<i64> = owned.iter().map(|s| s.id).collect();
-        let map = portmaps::on_servers(&mut tx, &ids, id)
-            .await?
-            .ok_or(Error::NotFound("port mapping"))?;
+        let map = portmaps::on_servers(&mut tx, &ids, id).await?.ok_or(Error::NotFound("port mapping"))?;
         portmaps::delete(&mut tx, map.id).await?;
         portmaps::touch_server(&mut tx, map.server_id).await?;
         tx.commit().await?;

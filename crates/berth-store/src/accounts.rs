@@ -61,11 +61,10 @@ pub async fn insert_customer(conn: &mut AnyConnection, new: &NewCustomer<'_>) ->
 }
 
 pub async fn customer(conn: &mut AnyConnection, id: i64) -> StoreResult<Option<Customer>> {
-    let row: Option<CustomerRow> =
-        sqlx::query_as(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<CustomerRow> = sqlx::query_as(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(Into::into))
 }
 

@@ -29,12 +29,10 @@ pub async fn webhook(
     conn: &mut AnyConnection,
     container_id: i64,
 ) -> StoreResult<Option<(Option<String>, Option<String>)>> {
-    Ok(
-        sqlx::query_as("SELECT webhook_url, webhook_secret FROM containers WHERE id = $1")
-            .bind(container_id)
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(sqlx::query_as("SELECT webhook_url, webhook_secret FROM containers WHERE id = $1")
+        .bind(container_id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// Replaces the webhook signing secret.

@@ -114,10 +114,7 @@ pub async fn owned(conn: &mut AnyConnection, customer_id: i64, id: i64) -> Store
 }
 
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM alarms WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query("DELETE FROM alarms WHERE id = $1").bind(id).execute(conn).await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -168,13 +165,9 @@ fn filtered<'a>(q: &'a AlarmQuery) -> (String, Vec<Arg<'a>>) {
     if let Some(v) = q.line {
         add(&mut sql, "line", Arg::Int(v));
     }
-    for (column, value) in [
-        ("class", &q.class),
-        ("vassal", &q.vassal),
-        ("color", &q.color),
-        ("filename", &q.filename),
-        ("func", &q.func),
-    ] {
+    for (column, value) in
+        [("class", &q.class), ("vassal", &q.vassal), ("color", &q.color), ("filename", &q.filename), ("func", &q.func)]
+    {
         if let Some(v) = value {
             add(&mut sql, column, Arg::Text(v));
         }
@@ -204,10 +197,7 @@ pub async fn list(conn: &mut AnyConnection, q: &AlarmQuery, window: Window) -> S
     match window {
         Window::NewestFirst { offset, limit } => {
             let n = next(&args);
-            sql.push_str(&format!(
-                " ORDER BY a.unix DESC, a.id DESC LIMIT ${n} OFFSET ${}",
-                n + 1
-            ));
+            sql.push_str(&format!(" ORDER BY a.unix DESC, a.id DESC LIMIT ${n} OFFSET ${}", n + 1));
             args.push(Arg::Int(limit));
             args.push(Arg::Int(offset));
         }

@@ -36,17 +36,14 @@ pub async fn insert(conn: &mut AnyConnection, name: &str, path: &str, note: Opti
 }
 
 pub async fn all(conn: &mut AnyConnection) -> StoreResult<Vec<Distro>> {
-    let rows: Vec<DistroRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM distros ORDER BY id"))
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<DistroRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM distros ORDER BY id")).fetch_all(conn).await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
 pub async fn get(conn: &mut AnyConnection, id: i64) -> StoreResult<Option<Distro>> {
-    let row: Option<DistroRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM distros WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<DistroRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM distros WHERE id = $1")).bind(id).fetch_optional(conn).await?;
     Ok(row.map(Into::into))
 }
 

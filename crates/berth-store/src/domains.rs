@@ -49,34 +49,30 @@ pub async fn insert(conn: &mut AnyConnection, customer_id: i64, name: &str) -> S
 
 /// The domain `id` if, and only if, it belongs to `customer_id`.
 pub async fn owned(conn: &mut AnyConnection, customer_id: i64, id: i64) -> StoreResult<Option<Domain>> {
-    let row: Option<DomainRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM domains WHERE id = $1 AND customer_id = $2"
-    ))
-    .bind(id)
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<DomainRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM domains WHERE id = $1 AND customer_id = $2"))
+            .bind(id)
+            .bind(customer_id)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.map(Into::into))
 }
 
 /// The customer's domain with exactly this name (case-sensitive, as the reference).
 pub async fn owned_by_name(conn: &mut AnyConnection, customer_id: i64, name: &str) -> StoreResult<Option<Domain>> {
-    let row: Option<DomainRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM domains WHERE name = $1 AND customer_id = $2"
-    ))
-    .bind(name)
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<DomainRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM domains WHERE name = $1 AND customer_id = $2"))
+            .bind(name)
+            .bind(customer_id)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.map(Into::into))
 }
 
 /// Whether any customer holds a domain with exactly this name.
 pub async fn name_taken(conn: &mut AnyConnection, name: &str) -> StoreResult<bool> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM domains WHERE name = $1")
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM domains WHERE name = $1").bind(name).fetch_optional(conn).await?;
     Ok(row.is_some())
 }
 
@@ -95,10 +91,7 @@ pub async fn page(
         sql.push_str(&tags::has_any_tag_sql(Tagged::Domain, "d.id", "$1", 4, tags.len()));
     }
     sql.push_str(" ORDER BY d.id LIMIT $3");
-    let mut query = sqlx::query_as::<_, DomainRow>(&sql)
-        .bind(customer_id)
-        .bind(after.unwrap_or(0))
-        .bind(limit);
+    let mut query = sqlx::query_as::<_, DomainRow>(&sql).bind(customer_id).bind(after.unwrap_or(0)).bind(limit);
     for tag in tags {
         query = query.bind(tag.as_str());
     }
@@ -117,20 +110,13 @@ pub async fn set_note(conn: &mut AnyConnection, id: i64, note: Option<&str>) -> 
 
 /// Moves `updated_at` (the private domain list's mtime) without another change.
 pub async fn touch(conn: &mut AnyConnection, id: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE domains SET updated_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(unix_now())
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE domains SET updated_at = $2 WHERE id = $1").bind(id).bind(unix_now()).execute(conn).await?;
     Ok(())
 }
 
 /// Deletes a domain; its tags and metric rows go with it (ON DELETE CASCADE).
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM domains WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query("DELETE FROM domains WHERE id = $1").bind(id).execute(conn).await?;
     Ok(done.rows_affected() > 0)
 }
 

@@ -31,9 +31,7 @@ impl From<sqlx::Error> for StoreError {
                 sqlx::error::ErrorKind::UniqueViolation => return StoreError::Unique,
                 sqlx::error::ErrorKind::ForeignKeyViolation
                 | sqlx::error::ErrorKind::CheckViolation
-                | sqlx::error::ErrorKind::NotNullViolation => {
-                    return StoreError::Constraint(db.message().to_owned())
-                }
+                | sqlx::error::ErrorKind::NotNullViolation => return StoreError::Constraint(db.message().to_owned()),
                 _ => {}
             }
         }

@@ -9,24 +9,24 @@
 //! SQL is written in the subset both engines share: `$n` placeholders (sqlx binds them by
 //! number on SQLite too), `RETURNING`, `ON CONFLICT`, `CAST(SUM(..) AS BIGINT)`.
 
-pub mod error;
 pub mod accounts;
-pub mod servers;
-pub mod distros;
-pub mod containers;
-pub mod links;
-pub mod custom_distros;
-pub mod portmaps;
-pub mod loopboxes;
-pub mod domains;
-pub mod tags;
-pub mod alarms;
 pub mod alarm_delivery;
-pub mod news;
-pub mod metrics;
-pub mod runtime;
+pub mod alarms;
+pub mod containers;
+pub mod custom_distros;
+pub mod distros;
+pub mod domains;
+pub mod error;
 pub mod events;
 mod flags;
+pub mod links;
+pub mod loopboxes;
+pub mod metrics;
+pub mod news;
+pub mod portmaps;
+pub mod runtime;
+pub mod servers;
+pub mod tags;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -81,8 +81,8 @@ impl Store {
             }
             _ => url.to_owned(),
         };
-        let options = AnyConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::BadUrl(format!("{}: {e}", redact(&url))))?;
+        let options =
+            AnyConnectOptions::from_str(&url).map_err(|e| StoreError::BadUrl(format!("{}: {e}", redact(&url))))?;
         // One direct attempt first: a pool only reports "timed out" after retrying, which
         // hides why (refused, bad password, not a database file).
         {
@@ -91,7 +91,10 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Connect(format!("{}: {e}", redact(&url))))?;
             if engine == Engine::Sqlite {
-                probe.execute("PRAGMA schema_version").await.map_err(|e| StoreError::Connect(format!("{}: {e}", redact(&url))))?;
+                probe
+                    .execute("PRAGMA schema_version")
+                    .await
+                    .map_err(|e| StoreError::Connect(format!("{}: {e}", redact(&url))))?;
             }
             let _ = probe.close().await;
         }
@@ -197,10 +200,7 @@ impl std::ops::DerefMut for WriteTx {
 
 /// Current time in Unix seconds.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// A fresh random UUID4 in its 36-character text form.

@@ -74,12 +74,7 @@ pub async fn of_servers(conn: &mut AnyConnection, server_ids: &[i64]) -> StoreRe
     for id in server_ids {
         query = query.bind(*id);
     }
-    query
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(TryInto::try_into)
-        .collect()
+    query.fetch_all(conn).await?.into_iter().map(TryInto::try_into).collect()
 }
 
 /// Mapping `id` if it is on one of `server_ids`.
@@ -99,10 +94,7 @@ pub async fn on_servers(conn: &mut AnyConnection, server_ids: &[i64], id: i64) -
 }
 
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM portmaps WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query("DELETE FROM portmaps WHERE id = $1").bind(id).execute(conn).await?;
     Ok(done.rows_affected() > 0)
 }
 

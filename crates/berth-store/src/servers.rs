@@ -57,10 +57,8 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewServer<'_>) -> StoreResul
 }
 
 pub async fn get(conn: &mut AnyConnection, id: i64) -> StoreResult<Option<Server>> {
-    let row: Option<ServerRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM servers WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<ServerRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM servers WHERE id = $1")).bind(id).fetch_optional(conn).await?;
     Ok(row.map(Into::into))
 }
 
@@ -74,11 +72,10 @@ pub async fn by_name(conn: &mut AnyConnection, name: &str) -> StoreResult<Option
 
 /// Servers at an address (addresses are not unique; callers decide what several mean).
 pub async fn by_address(conn: &mut AnyConnection, address: &str) -> StoreResult<Vec<Server>> {
-    let rows: Vec<ServerRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM servers WHERE address = $1 ORDER BY id"))
-            .bind(address)
-            .fetch_all(conn)
-            .await?;
+    let rows: Vec<ServerRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM servers WHERE address = $1 ORDER BY id"))
+        .bind(address)
+        .fetch_all(conn)
+        .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 

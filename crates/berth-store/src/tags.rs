@@ -90,10 +90,8 @@ pub async fn ids_by_names(conn: &mut AnyConnection, customer_id: i64, names: &[S
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT id, name FROM tags WHERE customer_id = $1 AND name IN ({})",
-        placeholders(2, names.len())
-    );
+    let sql =
+        format!("SELECT id, name FROM tags WHERE customer_id = $1 AND name IN ({})", placeholders(2, names.len()));
     let mut query = sqlx::query_as::<_, (i64, String)>(&sql).bind(customer_id);
     for name in names {
         query = query.bind(name.as_str());
@@ -113,10 +111,7 @@ pub async fn ids_by_names(conn: &mut AnyConnection, customer_id: i64, names: &[S
 /// Replaces the tag set of one object.
 pub async fn set(conn: &mut AnyConnection, kind: Tagged, object_id: i64, tag_ids: &[i64]) -> StoreResult<()> {
     let (table, column) = join_table(kind);
-    sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
-        .bind(object_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1")).bind(object_id).execute(&mut *conn).await?;
     for tag_id in tag_ids {
         sqlx::query(&format!("INSERT INTO {table} ({column}, tag_id) VALUES ($1, $2)"))
             .bind(object_id)
@@ -128,7 +123,11 @@ pub async fn set(conn: &mut AnyConnection, kind: Tagged, object_id: i64, tag_ids
 }
 
 /// Tag names of many objects of one kind in one statement, each list in tag id order.
-pub async fn names_of(conn: &mut AnyConnection, kind: Tagged, object_ids: &[i64]) -> StoreResult<HashMap<i64, Vec<String>>> {
+pub async fn names_of(
+    conn: &mut AnyConnection,
+    kind: Tagged,
+    object_ids: &[i64],
+) -> StoreResult<HashMap<i64, Vec<String>>> {
     let mut out: HashMap<i64, Vec<String>> = HashMap::new();
     if object_ids.is_empty() {
         return Ok(out);

@@ -139,11 +139,9 @@ impl DbArgs {
             return Ok(url.clone());
         }
         let dir = self.state_dir();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
         let probe = dir.join(".berth-write-test");
-        std::fs::write(&probe, b"")
-            .with_context(|| format!("state directory {} is not writable", dir.display()))?;
+        std::fs::write(&probe, b"").with_context(|| format!("state directory {} is not writable", dir.display()))?;
         let _ = std::fs::remove_file(probe);
         Ok(format!("sqlite://{}", dir.join("berth.db").display()))
     }

@@ -59,7 +59,9 @@ impl Collector for DeliveryCollector {
         };
         let family = Family::<DeliveryLabels, Counter>::default();
         for (channel, outcome, count) in metrics.snapshot() {
-            family.get_or_create(&DeliveryLabels { channel: channel.as_str(), outcome: outcome.as_str() }).inc_by(count);
+            family
+                .get_or_create(&DeliveryLabels { channel: channel.as_str(), outcome: outcome.as_str() })
+                .inc_by(count);
         }
         let metric = encoder.encode_descriptor(
             "berth_alarm_deliveries",
@@ -168,10 +170,8 @@ pub fn init() -> anyhow::Result<Telemetry> {
 pub async fn track(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16();
     telemetry

@@ -23,13 +23,8 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 5] = [
-        ChannelKind::Xmpp,
-        ChannelKind::Pushover,
-        ChannelKind::Pushbullet,
-        ChannelKind::Slack,
-        ChannelKind::Webhook,
-    ];
+    pub const ALL: [ChannelKind; 5] =
+        [ChannelKind::Xmpp, ChannelKind::Pushover, ChannelKind::Pushbullet, ChannelKind::Slack, ChannelKind::Webhook];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -187,9 +182,7 @@ impl ChannelContext {
         if !config.allow_private_webhooks {
             guarded = guarded.dns_resolver(std::sync::Arc::new(ssrf::GuardedResolver));
         }
-        let guarded_client = guarded
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let guarded_client = guarded.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(ChannelContext {
             client,
             guarded_client,
@@ -224,12 +217,8 @@ pub fn channels_for(
         container.jid_secret.as_deref().filter(|s| !s.is_empty()),
         set(&container.jid_destinations),
     ) {
-        let destinations: Vec<String> = destinations
-            .split(',')
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let destinations: Vec<String> =
+            destinations.split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned).collect();
         if !destinations.is_empty() {
             out.push(Box::new(super::xmpp::Xmpp {
                 settings: ctx.xmpp.clone(),
@@ -262,10 +251,9 @@ pub fn channels_for(
             url: url.to_owned(),
         }));
     }
-    if let (Some(url), Some(secret)) = (
-        webhook_url.map(str::trim).filter(|u| !u.is_empty()),
-        webhook_secret.filter(|s| !s.is_empty()),
-    ) {
+    if let (Some(url), Some(secret)) =
+        (webhook_url.map(str::trim).filter(|u| !u.is_empty()), webhook_secret.filter(|s| !s.is_empty()))
+    {
         out.push(Box::new(Webhook {
             client: ctx.guarded_client.clone(),
             allow_private: ctx.allow_private,
@@ -378,15 +366,7 @@ impl Channel for Pushbullet {
     async fn send(&self, note: &Notification) -> Result<(), SendError> {
         let url = format!("{}/v2/pushes", self.base);
         let body = json!({ "type": "note", "title": note.title(), "body": note.alarm.msg });
-        outcome(
-            self.client
-                .post(url)
-                .header("Access-Token", &self.token)
-                .json(&body)
-                .send()
-                .await,
-        )
-        .await
+        outcome(self.client.post(url).header("Access-Token", &self.token).json(&body).send().await).await
     }
 }
 
@@ -480,10 +460,7 @@ mod tests {
 
     #[test]
     fn logs_never_show_url_paths() {
-        assert_eq!(
-            host_of("https://hooks.slack.com/services/T000/B000/SECRET"),
-            "https://hooks.slack.com"
-        );
+        assert_eq!(host_of("https://hooks.slack.com/services/T000/B000/SECRET"), "https://hooks.slack.com");
         assert_eq!(host_of("http://127.0.0.1:9/x"), "http://127.0.0.1:9");
     }
 }

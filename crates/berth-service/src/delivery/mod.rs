@@ -164,10 +164,7 @@ impl DeliveryMetrics {
 
     /// Every `(channel, outcome, count)`.
     pub fn snapshot(&self) -> Vec<(ChannelKind, Outcome, u64)> {
-        ChannelKind::ALL
-            .iter()
-            .flat_map(|c| Outcome::ALL.iter().map(move |o| (*c, *o, self.count(*c, *o))))
-            .collect()
+        ChannelKind::ALL.iter().flat_map(|c| Outcome::ALL.iter().map(move |o| (*c, *o, self.count(*c, *o)))).collect()
     }
 
     fn record(&self, channel: ChannelKind, outcome: Outcome) {
@@ -219,18 +216,11 @@ impl Delivery {
         let ctx = ChannelContext::new(&config)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let metrics = Arc::new(DeliveryMetrics::default());
-        let delivery = Delivery {
-            tx,
-            metrics: metrics.clone(),
-            allow_private: config.allow_private_webhooks,
-        };
+        let delivery = Delivery { tx, metrics: metrics.clone(), allow_private: config.allow_private_webhooks };
         let worker = DeliveryWorker {
             rx,
             ctx,
-            policy: RetryPolicy {
-                attempts: config.attempts.max(1),
-                first_backoff: config.first_backoff,
-            },
+            policy: RetryPolicy { attempts: config.attempts.max(1), first_backoff: config.first_backoff },
             concurrency: config.concurrency.max(1),
             metrics,
         };
@@ -243,15 +233,16 @@ impl Delivery {
 
     /// Queues a committed alarm; drops it (logged, counted) when the queue is full.
     pub(crate) fn enqueue(&self, customer_id: i64, alarm: &Alarm) {
-        let job = Job {
-            customer_id,
-            alarm: alarm.clone(),
-        };
+        let job = Job { customer_id, alarm: alarm.clone() };
         match self.tx.try_send(job) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(job)) => {
                 self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(alarm = job.alarm.id, container = job.alarm.container_id, "alarm delivery queue full: not delivered");
+                tracing::warn!(
+                    alarm = job.alarm.id,
+                    container = job.alarm.container_id,
+                    "alarm delivery queue full: not delivered"
+                );
             }
             Err(mpsc::error::TrySendError::Closed(job)) => {
                 self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
@@ -268,9 +259,7 @@ impl Delivery {
 
 /// [`Delivery::check_customer_url`] for services without delivery: private addresses refused.
 pub fn check_customer_url(field: &str, url: &str, allow_private: bool) -> Result<()> {
-    ssrf::check_url(url, allow_private)
-        .map(|_| ())
-        .map_err(|refused| Error::bad_input(field, refused.0))
+    ssrf::check_url(url, allow_private).map(|_| ()).map_err(|refused| Error::bad_input(field, refused.0))
 }
 
 impl DeliveryWorker {
@@ -317,7 +306,12 @@ impl DeliveryWorker {
         tx.commit().await?;
         if !claimed {
             self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(alarm = job.alarm.id, container = container.uid(), alarm_freq = container.alarm_freq, "alarm delivery skipped: alarm_freq");
+            tracing::info!(
+                alarm = job.alarm.id,
+                container = container.uid(),
+                alarm_freq = container.alarm_freq,
+                "alarm delivery skipped: alarm_freq"
+            );
             return Ok(None);
         }
         let note = Notification {
@@ -331,7 +325,12 @@ impl DeliveryWorker {
 }
 
 /// Sends one alarm on every channel at once, each with its retries.
-async fn deliver(note: Notification, channels: Vec<Box<dyn Channel>>, policy: RetryPolicy, metrics: Arc<DeliveryMetrics>) {
+async fn deliver(
+    note: Notification,
+    channels: Vec<Box<dyn Channel>>,
+    policy: RetryPolicy,
+    metrics: Arc<DeliveryMetrics>,
+) {
     let note = Arc::new(note);
     let mut tasks = JoinSet::new();
     for channel in channels {
@@ -341,7 +340,12 @@ async fn deliver(note: Notification, channels: Vec<Box<dyn Channel>>, policy: Re
     while tasks.join_next().await.is_some() {}
 }
 
-async fn send_with_retry(channel: &dyn Channel, note: &Notification, policy: RetryPolicy, metrics: &DeliveryMetrics) -> Outcome {
+async fn send_with_retry(
+    channel: &dyn Channel,
+    note: &Notification,
+    policy: RetryPolicy,
+    metrics: &DeliveryMetrics,
+) -> Outcome {
     let kind = channel.kind();
     let target = channel.target();
     let mut attempt = 1;
@@ -406,9 +410,7 @@ impl Service {
     pub async fn rotate_webhook_secret(&self, caller: &Caller, uid: i64) -> Result<String> {
         let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
         let mut tx = self.store.write().await?;
-        containers::owned(&mut tx, caller.customer_id, id)
-            .await?
-            .ok_or(Error::NotFound("container"))?;
+        containers::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("container"))?;
         let secret = new_webhook_secret();
         alarm_delivery::set_webhook_secret(&mut tx, id, &secret).await?;
         tx.commit().await?;
@@ -422,10 +424,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_by_four_with_jitter() {
-        let policy = RetryPolicy {
-            attempts: 3,
-            first_backoff: Duration::from_secs(1),
-        };
+        let policy = RetryPolicy { attempts: 3, first_backoff: Duration::from_secs(1) };
         for _ in 0..100 {
             let first = policy.backoff(1);
             let second = policy.backoff(2);

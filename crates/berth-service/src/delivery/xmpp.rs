@@ -247,9 +247,7 @@ fn brief(raw: &str) -> String {
 }
 
 fn tls_config() -> Arc<rustls::ClientConfig> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -286,10 +284,7 @@ impl Xmpp {
             .await
             .map_err(|_| SendError::Transport(format!("XMPP connect to {address} timed out")))?
             .map_err(|e| SendError::Transport(format!("XMPP connect to {address}: {e}")))?;
-        let mut conn = Conn {
-            io: Box::new(tcp),
-            buf: Vec::new(),
-        };
+        let mut conn = Conn { io: Box::new(tcp), buf: Vec::new() };
         let mut features = conn.open_stream(domain).await?;
         if features.contains("<starttls") {
             conn.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
@@ -304,28 +299,23 @@ impl Xmpp {
                 .connect(name, io)
                 .await
                 .map_err(|e| SendError::Transport(format!("XMPP TLS: {e}")))?;
-            conn = Conn {
-                io: Box::new(tls),
-                buf: Vec::new(),
-            };
+            conn = Conn { io: Box::new(tls), buf: Vec::new() };
             features = conn.open_stream(domain).await?;
         } else if !self.settings.allow_plaintext {
-            return Err(SendError::Refused(format!(
-                "{address} offers no STARTTLS; not sending the password in clear"
-            )));
+            return Err(SendError::Refused(format!("{address} offers no STARTTLS; not sending the password in clear")));
         }
         if !features.contains(">PLAIN<") {
             return Err(SendError::Rejected("the XMPP server offers no SASL PLAIN".to_owned()));
         }
         let credentials = base64::engine::general_purpose::STANDARD.encode(format!("\0{local}\0{}", self.password));
-        conn.write(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{credentials}</auth>"
-        ))
-        .await?;
+        conn.write(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{credentials}</auth>"))
+            .await?;
         let answer = conn.element().await?;
         match element_name(&answer) {
             "success" => {}
-            "failure" => return Err(SendError::Rejected("XMPP authentication failed (check jid/jid_secret)".to_owned())),
+            "failure" => {
+                return Err(SendError::Rejected("XMPP authentication failed (check jid/jid_secret)".to_owned()))
+            }
             _ => return Err(SendError::Transport(format!("unexpected SASL answer: {}", brief(&answer)))),
         }
         conn.buf.clear();
@@ -339,8 +329,7 @@ impl Xmpp {
         wait_result(&mut conn, "bind1").await?;
         // RFC 3921 sessions, for old servers that still require them.
         if features.contains("urn:ietf:params:xml:ns:xmpp-session") && !features.contains("<optional") {
-            conn.write("<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
-                .await?;
+            conn.write("<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>").await?;
             wait_result(&mut conn, "sess1").await?;
         }
         let body = escape(text);
