@@ -179,8 +179,6 @@ struct Track {
     last_run: Option<Instant>,
     /// The last report sent (unchanged reports are not rewritten).
     last_report: Option<RuntimeReport>,
-    /// OOM kill counter last seen in stats (or counted from events).
-    oom_seen: Option<u64>,
     /// Loopboxes and ssh keys the running instance has (set at start; at adoption, assumed
     /// to be the desired ones): what live changes are computed from.
     applied: Option<Applied>,
@@ -280,12 +278,30 @@ impl Inner {
             }
             BackendEvent::OomKilled { uid } => {
                 if let Some(id) = plan::container_id_of(uid) {
-                    if let Some(seen) = lock(&self.tracks).entry(id).or_default().oom_seen.as_mut() {
-                        *seen += 1;
-                    }
-                    tokio::spawn(async move { self.oom_alarm(id).await });
+                    tokio::spawn(async move {
+                        // Counted through the store, so the next sample does not repeat it.
+                        match self.backend.stats(uid).await {
+                            Ok(s) => self.count_oom_kills(id, s.oom_kills).await,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "no stats after an OOM kill; alarming anyway");
+                                self.oom_alarm(id).await;
+                            }
+                        }
+                    });
                 }
             }
+        }
+    }
+
+    /// Raises one OOM alarm if the cgroup's counter shows kills not counted before.
+    async fn count_oom_kills(&self, container_id: i64, counter: u64) {
+        match self.service.count_oom_kills(container_id, counter).await {
+            Ok(0) => {}
+            Ok(kills) => {
+                tracing::info!(container = container_id, kills, "OOM kills");
+                self.oom_alarm(container_id).await;
+            }
+            Err(e) => tracing::warn!(container = container_id, error = %e, "cannot count OOM kills"),
         }
     }
 
@@ -472,12 +488,16 @@ impl Inner {
                             let mut tracks = lock(&self.tracks);
                             let t = tracks.entry(id).or_default();
                             t.started = Some(Instant::now());
-                            // A new instance may have a fresh cgroup counter: re-read it.
-                            t.oom_seen = None;
                             t.applied = Some(Applied { loopboxes: spec_loopboxes, ssh_keys: spec_keys });
                         }
                         let report = if o.state == RunState::Running { running(&o) } else { stopped(Some(&o), None) };
                         self.report(id, report).await;
+                        // A new instance may have a new cgroup: its counter is the new base.
+                        if let Ok(s) = self.backend.stats(uid).await {
+                            if let Err(e) = self.service.reset_oom_kills(id, s.oom_kills).await {
+                                tracing::warn!(error = %e, "cannot reset the OOM kill count");
+                            }
+                        }
                     }
                     Err(e) => {
                         let observed_now = self.backend.state(uid).await.ok().flatten();
@@ -693,21 +713,8 @@ impl Inner {
             tracing::warn!(error = %e, "cannot record samples");
         }
 
-        // OOM kills the events did not report (missed while lagging or while we were busy).
-        let missed = {
-            let mut tracks = lock(&self.tracks);
-            let t = tracks.entry(id).or_default();
-            let missed = match t.oom_seen {
-                Some(seen) if s.oom_kills > seen => s.oom_kills - seen,
-                _ => 0,
-            };
-            t.oom_seen = Some(s.oom_kills);
-            missed
-        };
-        if missed > 0 {
-            tracing::info!(kills = missed, "OOM kills seen in stats");
-            self.oom_alarm(id).await;
-        }
+        // OOM kills the events did not report (missed while lagging, busy or not running).
+        self.count_oom_kills(id, s.oom_kills).await;
 
         if let Some(percent) = plan::quota_over(s.disk_used_bytes, d.container.storage, d.container.quota_threshold) {
             match self.service.quota_alarm_due(id, now).await {

@@ -472,3 +472,23 @@ async fn exec_and_logs_through_the_registered_control() {
     // The control goes away with the agent.
     assert!(matches!(w.service.logs(&w.caller, c.uid(), None, None).await, Err(berth_service::Error::Unavailable(_))));
 }
+
+/// OOM kills that happened while no agent watched (the agent was down or restarting) still
+/// raise one alarm when the next agent adopts the container: the count lives in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_kills_while_no_agent_watched_still_alarm_once() {
+    let mut w = world().await;
+    let c = w.container("app", true).await;
+    let u = uid(&c);
+    w.start_agent();
+    w.wait(&c, "started", |r| r.state == RuntimeState::Running).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    w.stop_agent().await;
+    w.fake.stats.lock().unwrap().insert(u, Stats { oom_kills: 3, ..Default::default() });
+    w.start_agent();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    w.stop_agent().await;
+    let oom = w.alarms().await.into_iter().filter(|(_, m)| m.starts_with("oom:")).count();
+    assert_eq!(oom, 1, "three kills while away: one alarm, not zero and not one per sample");
+    assert_eq!(w.fake.calls().iter().filter(|c| c.starts_with("start")).count(), 1, "adopted, not restarted");
+}

@@ -345,6 +345,24 @@ impl Service {
         Ok(due)
     }
 
+    /// OOM kills of the container since the agent last counted them (agent path): the
+    /// counter lives in the store, so kills while no agent watched are still counted once.
+    pub async fn count_oom_kills(&self, container_id: i64, counter: u64) -> Result<u64> {
+        let mut tx = self.store.write().await?;
+        let new = store_runtime::advance_oom_kills(&mut tx, container_id, clamp_i64(counter)).await?;
+        tx.commit().await?;
+        Ok(new.max(0) as u64)
+    }
+
+    /// Makes `counter` the base OOM kill count (agent path, right after it started the
+    /// container: a new instance may have a new cgroup).
+    pub async fn reset_oom_kills(&self, container_id: i64, counter: u64) -> Result<()> {
+        let mut tx = self.store.write().await?;
+        store_runtime::set_oom_kills(&mut tx, container_id, clamp_i64(counter)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every event of every customer (the agent's trigger). Never hand this to a customer:
     /// customer subscriptions go through [`Service::subscribe`], which filters by tenant.
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -429,6 +447,10 @@ fn desired(a: store_runtime::AgentContainer) -> DesiredContainer {
         loopboxes: a.loopboxes,
         container: a.container,
     }
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

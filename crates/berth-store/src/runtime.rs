@@ -134,6 +134,31 @@ pub async fn claim_quota_alarm(
     Ok(done.rows_affected() == 1)
 }
 
+/// Records the OOM kill counter of the container's cgroup; returns how many kills are new
+/// since the last record. A counter lower than the record (a new cgroup) is taken as the
+/// new base without any new kill. `0` when the container has no runtime row yet.
+pub async fn advance_oom_kills(conn: &mut AnyConnection, container_id: i64, count: i64) -> StoreResult<i64> {
+    let old: Option<(i64,)> = sqlx::query_as("SELECT oom_kills FROM container_runtime WHERE container_id = $1")
+        .bind(container_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((old,)) = old else { return Ok(0) };
+    if count != old {
+        set_oom_kills(conn, container_id, count).await?;
+    }
+    Ok((count - old).max(0))
+}
+
+/// Sets the OOM kill counter's base (after a start: the new instance's counter).
+pub async fn set_oom_kills(conn: &mut AnyConnection, container_id: i64, count: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE container_runtime SET oom_kills = $2 WHERE container_id = $1")
+        .bind(container_id)
+        .bind(count)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A container as the agent needs it: the desired row, its platform distro, its loopboxes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentContainer {

@@ -113,3 +113,22 @@ async fn agent_view(store: Store) {
     assert!(runtime::of_server(&mut conn, s3.id, None).await.unwrap().is_empty());
 }
 both_engines!(agent_view_works, agent_view);
+
+async fn oom_count(store: Store) {
+    let a = common::fixture(&store, "a", "s1", true).await;
+    let mut conn = store.read().await.unwrap();
+    assert_eq!(runtime::advance_oom_kills(&mut conn, a.container, 5).await.unwrap(), 0, "no row: nothing counted");
+    let obs = Observation { state: "RUNNING", pid: None, started_at: None, observed_generation: 1, last_error: None };
+    runtime::upsert(&mut conn, a.container, &obs, 1).await.unwrap();
+    assert_eq!(runtime::advance_oom_kills(&mut conn, a.container, 2).await.unwrap(), 2);
+    assert_eq!(runtime::advance_oom_kills(&mut conn, a.container, 2).await.unwrap(), 0, "counted once");
+    assert_eq!(runtime::advance_oom_kills(&mut conn, a.container, 5).await.unwrap(), 3);
+    // A new cgroup starts from 0: a lower counter is the new base, not new kills.
+    assert_eq!(runtime::advance_oom_kills(&mut conn, a.container, 1).await.unwrap(), 0);
+    assert_eq!(runtime::advance_oom_kills(&mut conn, a.container, 2).await.unwrap(), 1);
+    runtime::set_oom_kills(&mut conn, a.container, 0).await.unwrap();
+    // The lifecycle upsert keeps the count.
+    runtime::upsert(&mut conn, a.container, &obs, 2).await.unwrap();
+    assert_eq!(runtime::advance_oom_kills(&mut conn, a.container, 1).await.unwrap(), 1);
+}
+both_engines!(oom_counts_work, oom_count);
