@@ -718,3 +718,60 @@ async fn a_killed_listener_interrupts_subscriptions_then_events_flow_again() {
     assert_alarm(&ws.next_data(&sub).await, id, uid, "after the reconnect");
     ws.close().await;
 }
+
+// 14. Identical subscriptions of one customer share one execution on the gateway, yet each
+// subscriber is its own: all receive, one leaving does not end the others', the gauge
+// counts subscribers, and a fresh subscriber after everyone left starts anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_subscriptions_share_an_execution_but_not_a_fate() {
+    let berth = Berth::start().await;
+    let (a, uid) = customer_with_container(&berth, "sharer").await;
+    let open_gauge = || async {
+        let text = berth.http().get(berth.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("berth_graphql_open_subscriptions "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap()
+    };
+    let mut sockets = vec![];
+    for protocol in [Protocol::TransportWs, Protocol::LegacyWs, Protocol::TransportWs] {
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&a.auth())).await;
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        sync(&mut ws, &sub, &berth, &a.auth(), uid, 1).await;
+        sockets.push((ws, sub));
+    }
+    assert_eq!(open_gauge().await, 3.0);
+    let id = raise(&berth, a.auth(), uid, "to all three", 1).await;
+    for (ws, sub) in &mut sockets {
+        // Probes of the later `sync`s may still be queued ahead of it.
+        loop {
+            let data = ws.next_data(sub).await;
+            if data["alarms"]["id"] == id {
+                assert_alarm(&data, id, uid, "to all three");
+                break;
+            }
+        }
+    }
+    let (first, _) = sockets.remove(0);
+    first.close().await;
+    let id = raise(&berth, a.auth(), uid, "to the two left", 1).await;
+    for (ws, sub) in &mut sockets {
+        assert_alarm(&ws.next_data(sub).await, id, uid, "to the two left");
+    }
+    for _ in 0..100 {
+        if open_gauge().await == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open_gauge().await, 2.0, "one subscriber left");
+    for (ws, _) in sockets.drain(..) {
+        ws.close().await;
+    }
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&a.auth())).await;
+    let sub = ws.subscribe(ALARMS, json!({})).await;
+    sync(&mut ws, &sub, &berth, &a.auth(), uid, 1).await;
+    let id = raise(&berth, a.auth(), uid, "after everyone left", 1).await;
+    assert_alarm(&ws.next_data(&sub).await, id, uid, "after everyone left");
+    ws.close().await;
+}

@@ -28,11 +28,18 @@ pub const MAX_BODY: usize = 1024 * 1024;
 struct GraphqlState {
     schema: BerthSchema,
     service: Service,
+    metrics: crate::GraphqlMetrics,
+    shared: crate::shared_streams::SharedStreams,
 }
 
 /// Routes `/graphql`, `/graphql/ws` and GraphiQL's embedded assets for the given service.
 pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
-    let state = GraphqlState { schema: crate::schema_with(service.clone(), metrics), service };
+    let state = GraphqlState {
+        schema: crate::schema_with(service.clone(), metrics.clone()),
+        service,
+        metrics,
+        shared: Default::default(),
+    };
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
         .route("/graphql/ws", get(websocket))
@@ -104,8 +111,13 @@ async fn serve_websocket(
     let protocol =
         if transport_ws { WebSocketProtocols::GraphQLWS } else { WebSocketProtocols::SubscriptionsTransportWS };
     let service = state.service.clone();
-    let executor =
-        WsExecutor { schema: state.schema.clone(), service: state.service.clone(), caller: Default::default() };
+    let executor = WsExecutor {
+        schema: state.schema.clone(),
+        service: state.service.clone(),
+        metrics: state.metrics.clone(),
+        shared: state.shared.clone(),
+        caller: Default::default(),
+    };
     let authenticated = executor.caller.clone();
     let acknowledged = executor.caller.clone();
     let refused = Arc::new(AtomicBool::new(false));
@@ -210,6 +222,8 @@ fn close_reason(mut reason: String) -> String {
 struct WsExecutor {
     schema: BerthSchema,
     service: Service,
+    metrics: crate::GraphqlMetrics,
+    shared: crate::shared_streams::SharedStreams,
     /// Set once `connection_init` authenticated; async-graphql runs no operation before.
     caller: std::sync::Arc<std::sync::OnceLock<Caller>>,
 }
@@ -228,11 +242,31 @@ impl async_graphql::Executor for WsExecutor {
         session_data: Option<std::sync::Arc<async_graphql::Data>>,
     ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
         use futures::StreamExt as _;
-        let request = prepare_request(request, &self.service, self.caller.get().copied());
-        self.schema
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-            .map(|mut response| {
-                crate::error::ensure_codes(&mut response);
+        let caller = self.caller.get().copied();
+        let open = self.metrics.open_subscription();
+        let run = {
+            let (schema, service) = (self.schema.clone(), self.service.clone());
+            move |request: async_graphql::Request| {
+                let request = prepare_request(request, &service, caller);
+                schema
+                    .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+                    .map(|mut response| {
+                        crate::error::ensure_codes(&mut response);
+                        response
+                    })
+                    .boxed()
+            }
+        };
+        let responses = match caller {
+            // Identical subscriptions of one customer share one execution.
+            Some(c) if crate::shared_streams::is_subscription(&request) => {
+                self.shared.subscribe(c.customer_id, request, run)
+            }
+            _ => run(request),
+        };
+        responses
+            .map(move |response| {
+                let _open = &open;
                 response
             })
             .boxed()

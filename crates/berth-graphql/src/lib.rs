@@ -18,6 +18,7 @@ mod loopboxes;
 mod metrics;
 mod portmaps;
 mod runtime;
+mod shared_streams;
 mod subscriptions;
 mod tags;
 mod telemetry;

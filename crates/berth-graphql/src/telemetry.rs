@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextSubscribe};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 use async_graphql::Response;
-use futures::stream::{BoxStream, StreamExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -60,6 +59,15 @@ impl GraphqlMetrics {
     }
 }
 
+impl GraphqlMetrics {
+    /// One more open subscription (per subscriber: identical subscriptions share one
+    /// execution, so the schema extension cannot count them).
+    pub(crate) fn open_subscription(&self) -> OpenSubscription {
+        self.open_subscriptions.inc();
+        OpenSubscription(self.open_subscriptions.clone())
+    }
+}
+
 impl ExtensionFactory for GraphqlMetrics {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(MetricsExtension(self.clone()))
@@ -68,9 +76,8 @@ impl ExtensionFactory for GraphqlMetrics {
 
 struct MetricsExtension(GraphqlMetrics);
 
-/// Decrements the open-subscriptions gauge when the subscription's stream is dropped,
-/// however it ends.
-struct OpenSubscription(Gauge);
+/// Counts one open subscription until dropped, however the subscription ends.
+pub(crate) struct OpenSubscription(Gauge);
 
 impl Drop for OpenSubscription {
     fn drop(&mut self) {
@@ -96,21 +103,5 @@ impl Extension for MetricsExtension {
             self.0.errors.get_or_create(&labels).inc();
         }
         response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        self.0.open_subscriptions.inc();
-        let guard = OpenSubscription(self.0.open_subscriptions.clone());
-        next.run(ctx, stream)
-            .map(move |response| {
-                let _keep = &guard;
-                response
-            })
-            .boxed()
     }
 }

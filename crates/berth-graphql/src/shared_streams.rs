@@ -1,0 +1,204 @@
+//! Identical subscriptions share one execution.
+//!
+//! Ten thousand dashboards of one customer watching `subscription { alarms { id } }` used to
+//! resolve, trace and build every alarm ten thousand times. Subscriptions with the same
+//! customer, document, operation and variables now run once: a producer task executes the
+//! subscription and broadcasts each response; every subscriber gets its own bounded receiver
+//! and only frames and writes the message. Tenancy is kept by the key (one customer's
+//! subscriptions never share with another's), and so is the slow-subscriber rule: a
+//! receiver that falls behind gets `SUBSCRIBER_LAGGED` and ends, the others go on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Response, ServerError};
+use futures::stream::{self, BoxStream, StreamExt as _};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+/// Messages a slow subscriber may fall behind before it is told and closed (as the event
+/// bus's own per-subscriber queue).
+const QUEUE: usize = 1024;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    customer_id: i64,
+    query: String,
+    operation: Option<String>,
+    variables: String,
+}
+
+#[derive(Clone)]
+enum Item {
+    Response(Arc<Response>),
+    End,
+}
+
+/// One running execution and its subscribers (each holds an `Arc`; the last one gone stops
+/// the producer).
+struct Shared {
+    key: Key,
+    tx: broadcast::Sender<Item>,
+    /// The response that ended the stream with an error, for a subscriber that joined just
+    /// before the end and would otherwise see the end without the reason.
+    final_error: OnceLock<Arc<Response>>,
+    producer: OnceLock<tokio::task::AbortHandle>,
+    registry: Weak<Mutex<HashMap<Key, Weak<Shared>>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(producer) = self.producer.get() {
+            producer.abort();
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            let mut map = registry.lock().unwrap_or_else(PoisonError::into_inner);
+            if map.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The registry of running shared executions, one per gateway.
+#[derive(Default, Clone)]
+pub(crate) struct SharedStreams {
+    running: Arc<Mutex<HashMap<Key, Weak<Shared>>>>,
+}
+
+/// Whether `request` selects a subscription operation (queries and mutations sent over the
+/// socket run on their own: they answer once).
+pub(crate) fn is_subscription(request: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else { return false };
+    let operation = match &request.operation_name {
+        Some(name) => doc.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str())),
+        None => doc.operations.iter().next(),
+    };
+    operation.is_some_and(|(_, op)| op.node.ty == OperationType::Subscription)
+}
+
+impl SharedStreams {
+    /// The caller's stream of responses for `request`: joins a running identical execution,
+    /// or starts one with `execute` (called at most once; it must only build the stream).
+    pub(crate) fn subscribe(
+        &self,
+        customer_id: i64,
+        request: async_graphql::Request,
+        execute: impl FnOnce(async_graphql::Request) -> BoxStream<'static, Response>,
+    ) -> BoxStream<'static, Response> {
+        let key = Key {
+            customer_id,
+            query: request.query.clone(),
+            operation: request.operation_name.clone(),
+            variables: serde_json::to_string(&request.variables).unwrap_or_default(),
+        };
+        let (shared, rx) = {
+            let mut map = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            match map.get(&key).and_then(Weak::upgrade) {
+                Some(shared) => {
+                    let rx = shared.tx.subscribe();
+                    (shared, rx)
+                }
+                None => {
+                    let (tx, rx) = broadcast::channel(QUEUE);
+                    let shared = Arc::new(Shared {
+                        key: key.clone(),
+                        tx,
+                        final_error: OnceLock::new(),
+                        producer: OnceLock::new(),
+                        registry: Arc::downgrade(&self.running),
+                    });
+                    map.insert(key, Arc::downgrade(&shared));
+                    let producer = tokio::spawn(produce(execute(request), Arc::downgrade(&shared), self.clone()));
+                    let _ = shared.producer.set(producer.abort_handle());
+                    (shared, rx)
+                }
+            }
+        };
+        receive(shared, rx)
+    }
+
+    /// Forgets `shared` so that later subscribers start a new execution.
+    fn retire(&self, shared: &Arc<Shared>) {
+        let mut map = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(&shared.key).is_some_and(|w| w.as_ptr() == Arc::as_ptr(shared)) {
+            map.remove(&shared.key);
+        }
+    }
+}
+
+/// Runs the execution and broadcasts each response; ends when the execution ends or when
+/// every subscriber is gone (then it is aborted by the last `Shared` drop).
+async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Shared>, registry: SharedStreams) {
+    while let Some(response) = responses.next().await {
+        let Some(s) = shared.upgrade() else { return };
+        let response = Arc::new(response);
+        if response.is_err() {
+            let _ = s.final_error.set(response.clone());
+        }
+        let _ = s.tx.send(Item::Response(response));
+    }
+    if let Some(s) = shared.upgrade() {
+        registry.retire(&s);
+        let _ = s.tx.send(Item::End);
+    }
+}
+
+/// One subscriber's view: its own receiver, cut off with `SUBSCRIBER_LAGGED` when it falls
+/// behind.
+fn receive(shared: Arc<Shared>, rx: broadcast::Receiver<Item>) -> BoxStream<'static, Response> {
+    struct State {
+        shared: Arc<Shared>,
+        rx: broadcast::Receiver<Item>,
+        last: Option<Arc<Response>>,
+        done: bool,
+    }
+    let state = State { shared, rx, last: None, done: false };
+    stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.rx.recv().await {
+                Ok(Item::Response(r)) => {
+                    st.last = Some(r.clone());
+                    return Some((copy(&r), st));
+                }
+                Ok(Item::End) | Err(RecvError::Closed) => {
+                    let unseen = st
+                        .shared
+                        .final_error
+                        .get()
+                        .filter(|e| st.last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, e)))
+                        .cloned();
+                    st.done = true;
+                    return unseen.map(|e| (copy(&e), st));
+                }
+                Err(RecvError::Lagged(n)) => {
+                    st.done = true;
+                    return Some((lagged(n), st));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// `Response` is not `Clone`; each subscriber gets its own copy of the shared one.
+fn copy(r: &Response) -> Response {
+    let mut out = Response::new(r.data.clone());
+    out.extensions = r.extensions.clone();
+    out.cache_control = r.cache_control.clone();
+    out.errors = r.errors.clone();
+    out.http_headers = r.http_headers.clone();
+    out
+}
+
+fn lagged(missed: u64) -> Response {
+    let end = berth_service::events::SubscriptionEnd::Lagged(missed);
+    let mut error = ServerError::new(end.to_string(), None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "SUBSCRIBER_LAGGED");
+    error.extensions = Some(extensions);
+    Response::from_errors(vec![error])
+}
