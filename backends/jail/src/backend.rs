@@ -211,6 +211,29 @@ impl Inner {
         Ok(())
     }
 
+    /// Processes left in the container's own cgroups with no run record naming them (the
+    /// agent died between the init's `ok` and writing the record): only Berth puts processes
+    /// there, so they are ours. Each is pinned by a pidfd and checked to still be a member
+    /// before its SIGKILL, so a recycled pid is never hit.
+    async fn kill_unrecorded(&self, uid: u32, cg: &Cgroups) {
+        for pid in cg.members() {
+            let Some(stat) = process::read_stat(pid) else { continue };
+            match Target::open(pid, stat.start_ticks) {
+                Ok(Some(target)) if cg.members().contains(&pid) => {
+                    tracing::warn!(uid, pid, "killing a process left in the container's cgroup");
+                    if let Err(e) = target.signal(libc::SIGKILL) {
+                        tracing::warn!(uid, pid, error = %e, "cannot kill a leftover process");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(uid, pid, error = %e, "cannot open a leftover process"),
+            }
+        }
+        if !cg.wait_empty(DRAIN_WAIT).await {
+            tracing::warn!(uid, "processes remain in the container's cgroup");
+        }
+    }
+
     fn make_dirs(&self, layout: &Layout, uid: u32) -> Result<()> {
         DirBuilder::new()
             .recursive(true)
@@ -403,7 +426,11 @@ impl Inner {
         if exists {
             self.halt(uid, Duration::ZERO).await?;
         }
-        self.cgroups(uid)?.remove().await?;
+        let cg = self.cgroups(uid)?;
+        if !cg.is_empty() {
+            self.kill_unrecorded(uid, &cg).await;
+        }
+        cg.remove().await?;
         if exists {
             for dev in loopdev::attached_under(&layout.dir) {
                 tracing::info!(uid, dev = %dev.display(), "detaching a leftover loop device");

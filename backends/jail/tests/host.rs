@@ -347,3 +347,24 @@ async fn a_damaged_container_does_not_hide_the_others() {
         s.backend.remove(uid).await.unwrap();
     }
 }
+
+/// An init without a run record (the agent died between the init's `ok` and writing the
+/// record) is still removed: processes in the container's own cgroup are Berth's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_kills_an_unrecorded_init() {
+    if !is_root() {
+        return;
+    }
+    let s = Setup::new("unrecorded");
+    let uid = 39921;
+    s.backend.prepare_distro(&s.distro).await.unwrap();
+    s.backend.create(&s.spec(uid)).await.unwrap();
+    let pid = s.backend.start(uid).await.unwrap().pid.unwrap();
+    std::fs::remove_file(Layout::new(&s.options.root, uid).run_record()).unwrap();
+    s.backend.remove(uid).await.unwrap();
+    assert!(!s.memory_cgroup(uid).exists());
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|st| !st.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
+    assert!(!alive, "the unrecorded init {pid} outlived remove");
+    assert!(berth_backend::conformance::processes_of_uid(uid).is_empty());
+}

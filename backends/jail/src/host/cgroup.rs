@@ -228,6 +228,19 @@ impl Cgroups {
         })
     }
 
+    /// Pids in any of the directories, each once.
+    pub fn members(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .dirs()
+            .iter()
+            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
     /// Waits up to `limit` until every directory is free of processes.
     pub async fn wait_empty(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
