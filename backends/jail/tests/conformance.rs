@@ -133,4 +133,5 @@ conformance!(
     stats_count,
     oom_kill_is_reported,
     adopts_after_restart,
+    init_reaps_orphans,
 );

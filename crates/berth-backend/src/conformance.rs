@@ -438,6 +438,28 @@ pub async fn adopts_after_restart(b: &dyn Backend, fx: &Fixture) {
     removed(&*again, fx, uid).await;
 }
 
+/// Orphans inside the container are reaped by its init: no zombie stays behind.
+pub async fn init_reaps_orphans(b: &dyn Backend, fx: &Fixture) {
+    let uid = fx.uid(12);
+    let spec = fx.spec(uid);
+    running(b, fx, &spec).await;
+    // The subshell exits at once: its `sleep` children become the init's, and die soon after.
+    let spawn = sh(b, uid, "for i in 1 2 3 4 5; do (sleep 0.2 &) ; done; echo spawned").await;
+    assert_eq!(text(&spawn.stdout), "spawned");
+    let count_zombies = "n=0; for s in /proc/[0-9]*/stat; do case \"$(cut -d' ' -f3 $s 2>/dev/null)\" in Z) n=$((n+1));; esac; done; echo $n";
+    let mut zombies = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sleeping = text(&sh(b, uid, "grep -l '^sleep' /proc/[0-9]*/comm 2>/dev/null | wc -l").await.stdout);
+        zombies = text(&sh(b, uid, count_zombies).await.stdout);
+        if sleeping == "0" && zombies == "0" {
+            break;
+        }
+    }
+    assert_eq!(zombies, "0", "orphans left zombies: the init does not reap");
+    removed(b, fx, uid).await;
+}
+
 /// A distro that is not a rootfs is refused before anything is created.
 pub async fn bad_distro_is_refused(b: &dyn Backend, _fx: &Fixture) {
     let err = b
@@ -462,6 +484,7 @@ pub async fn run_all(b: &dyn Backend, fx: &Fixture) {
     stats_count(b, fx).await;
     oom_kill_is_reported(b, fx).await;
     adopts_after_restart(b, fx).await;
+    init_reaps_orphans(b, fx).await;
 }
 
 async fn wait_event(events: &mut tokio::sync::broadcast::Receiver<BackendEvent>, want: BackendEvent) {
