@@ -256,25 +256,7 @@ pub async fn loopboxes_mount(b: &dyn Backend, fx: &Fixture) {
     let uid = fx.uid(5);
     let spec = fx.spec(uid);
     running(b, fx, &spec).await;
-    let image = ext4_image(2, uid);
-    let put = step(
-        "copy image in",
-        b.exec(
-            uid,
-            ExecRequest {
-                argv: vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    "cat > box.img && mkdir -p ro rw && head -c 4096 /dev/zero > tiny.img".into(),
-                ],
-                stdin: std::fs::read(&image).unwrap(),
-                ..Default::default()
-            },
-        ),
-    )
-    .await;
-    std::fs::remove_file(&image).unwrap();
-    assert_eq!(put.exit_code, 0, "{}", text(&put.stderr));
+    put_image(b, uid, "cat > box.img && mkdir -p ro rw && head -c 4096 /dev/zero > tiny.img").await;
     let lb = |file: &str, mnt: &str, ro| LoopboxSpec { filename: file.into(), mountpoint: mnt.into(), ro };
     step("mount rw", b.mount_loopbox(uid, &lb("box.img", "rw", false))).await;
     let write = sh(b, uid, "echo data > rw/file && cat rw/file && grep -c \" $HOME/rw \" /proc/mounts").await;
@@ -307,21 +289,7 @@ pub async fn loopboxes_of_the_spec_mount_at_start(b: &dyn Backend, fx: &Fixture)
     let uid = fx.uid(6);
     let mut spec = fx.spec(uid);
     running(b, fx, &spec).await;
-    let image = ext4_image(2, uid);
-    let put = step(
-        "copy image in",
-        b.exec(
-            uid,
-            ExecRequest {
-                argv: vec!["/bin/sh".into(), "-c".into(), "cat > box.img && mkdir data".into()],
-                stdin: std::fs::read(&image).unwrap(),
-                ..Default::default()
-            },
-        ),
-    )
-    .await;
-    std::fs::remove_file(&image).unwrap();
-    assert_eq!(put.exit_code, 0);
+    put_image(b, uid, "cat > box.img && mkdir data").await;
     step("stop", b.stop(uid, Duration::from_secs(5))).await;
     spec.generation = 2;
     spec.loopboxes = vec![LoopboxSpec { filename: "box.img".into(), mountpoint: "data".into(), ro: true }];
@@ -505,6 +473,28 @@ fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
+/// Copies a fresh 2 MiB ext4 image (root owned by the container's uid) into the container
+/// as the stdin of `script`, which must succeed. The host copy is gone before the exec, so
+/// a failing check leaves no file behind.
+async fn put_image(b: &dyn Backend, uid: u32, script: &str) {
+    let path = ext4_image(2, uid);
+    let image = std::fs::read(&path);
+    let _ = std::fs::remove_file(&path);
+    let put = step(
+        "copy image in",
+        b.exec(
+            uid,
+            ExecRequest {
+                argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                stdin: image.expect("reading the image"),
+                ..Default::default()
+            },
+        ),
+    )
+    .await;
+    assert_eq!(put.exit_code, 0, "{}", text(&put.stderr));
+}
+
 /// A fresh ext4 image of `mb` MiB whose root belongs to `owner`, in the host's temp dir.
 fn ext4_image(mb: u64, owner: u32) -> PathBuf {
     let path = std::env::temp_dir().join(format!("berth-conformance-{}-{}.img", std::process::id(), rand_suffix()));
@@ -512,9 +502,11 @@ fn ext4_image(mb: u64, owner: u32) -> PathBuf {
     let ok = std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-E", &format!("root_owner={owner}:{owner}")])
         .arg(&path)
-        .status()
-        .expect("running mkfs.ext4");
-    assert!(ok.success(), "mkfs.ext4 failed");
+        .status();
+    if !ok.as_ref().is_ok_and(|s| s.success()) {
+        let _ = std::fs::remove_file(&path);
+        panic!("mkfs.ext4 failed: {ok:?}");
+    }
     path
 }
 

@@ -158,26 +158,24 @@ fn receive(shared: Arc<Shared>, rx: broadcast::Receiver<Item>) -> BoxStream<'sta
         if st.done {
             return None;
         }
-        loop {
-            match st.rx.recv().await {
-                Ok(Item::Response(r)) => {
-                    st.last = Some(r.clone());
-                    return Some((copy(&r), st));
-                }
-                Ok(Item::End) | Err(RecvError::Closed) => {
-                    let unseen = st
-                        .shared
-                        .final_error
-                        .get()
-                        .filter(|e| st.last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, e)))
-                        .cloned();
-                    st.done = true;
-                    return unseen.map(|e| (copy(&e), st));
-                }
-                Err(RecvError::Lagged(n)) => {
-                    st.done = true;
-                    return Some((lagged(n), st));
-                }
+        match st.rx.recv().await {
+            Ok(Item::Response(r)) => {
+                st.last = Some(r.clone());
+                Some((copy(&r), st))
+            }
+            Ok(Item::End) | Err(RecvError::Closed) => {
+                let unseen = st
+                    .shared
+                    .final_error
+                    .get()
+                    .filter(|e| st.last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, e)))
+                    .cloned();
+                st.done = true;
+                unseen.map(|e| (copy(&e), st))
+            }
+            Err(RecvError::Lagged(n)) => {
+                st.done = true;
+                Some((lagged(n), st))
             }
         }
     })
@@ -188,7 +186,7 @@ fn receive(shared: Arc<Shared>, rx: broadcast::Receiver<Item>) -> BoxStream<'sta
 fn copy(r: &Response) -> Response {
     let mut out = Response::new(r.data.clone());
     out.extensions = r.extensions.clone();
-    out.cache_control = r.cache_control.clone();
+    out.cache_control = r.cache_control;
     out.errors = r.errors.clone();
     out.http_headers = r.http_headers.clone();
     out
