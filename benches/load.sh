@@ -5,6 +5,8 @@
 #
 #   benches/load.sh                          # -t2 -c50 -d10s, 10,000 containers
 #   DURATION=20s CONNECTIONS=50 THREADS=2 CONTAINERS=10000 benches/load.sh
+#   ROUTES='healthz|company' benches/load.sh   # only the routes whose name matches (grep -E)
+#   HOLD=1 benches/load.sh                   # keep the server up afterwards (for perf), until Enter
 #
 # Needs `wrk` (Debian: apt-get install -y wrk). Builds once (cargo build --release -p berth,
 # plus the seeding helper benches/seed.rs), everything under `nice -n 10`: this is a shared
@@ -84,6 +86,7 @@ routes=(
 results=()
 for r in "${routes[@]}"; do
     IFS='|' read -r name method path body a <<<"$r"
+    if [ -n "${ROUTES:-}" ] && ! grep -qiE "$ROUTES" <<<"$name"; then continue; fi
     echo "== wrk ${WRK_SETTINGS[*]} $method $path" >&2
     out="$(WRK_METHOD="$method" WRK_BODY="$body" WRK_AUTH="$a" \
         "${NICE[@]}" wrk "${WRK_SETTINGS[@]}" -s benches/wrk/request.lua "$base$path")"
@@ -93,6 +96,7 @@ for r in "${routes[@]}"; do
     sleep 2
 done
 
+if [ -n "${HOLD:-}" ]; then echo "server pid $server_pid at $base; Enter ends" >&2; read -r _; fi
 rss="$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")"
 slow_acquires="$(grep -c "time to acquire exceeded" "$work/serve.log" || true)"
 echo

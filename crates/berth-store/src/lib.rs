@@ -101,6 +101,11 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every checkout is one more round trip to the connection's worker
+            // thread per query; a local SQLite file does not hang up (sqlx still pings each
+            // connection when it is returned). PostgreSQL keeps the check: a server restart
+            // drops idle connections.
+            .test_before_acquire(engine != Engine::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
