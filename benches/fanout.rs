@@ -22,6 +22,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
@@ -34,6 +35,8 @@ struct Args {
     server_pid: Option<u32>,
     sources: u8,
     open_concurrency: usize,
+    /// Worker threads of the measuring client (0: one per core, tokio's default).
+    client_threads: usize,
 }
 
 fn args() -> Option<Args> {
@@ -48,6 +51,7 @@ fn args() -> Option<Args> {
         server_pid: None,
         sources: 8,
         open_concurrency: 256,
+        client_threads: 0,
     };
     let mut have_addr = false;
     while let Some(flag) = it.next() {
@@ -65,6 +69,7 @@ fn args() -> Option<Args> {
             "--server-pid" => a.server_pid = Some(v.parse().expect("--server-pid PID")),
             "--sources" => a.sources = v.parse().expect("--sources K (1..=250)"),
             "--open-concurrency" => a.open_concurrency = v.parse().expect("--open-concurrency N"),
+            "--client-threads" => a.client_threads = v.parse().expect("--client-threads N"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -75,6 +80,29 @@ fn vm_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A server message, as far as the measurement reads it.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    payload: Option<NextPayload>,
+}
+
+#[derive(serde::Deserialize)]
+struct NextPayload {
+    data: Option<AlarmData>,
+}
+
+#[derive(serde::Deserialize)]
+struct AlarmData {
+    alarms: AlarmId,
+}
+
+#[derive(serde::Deserialize)]
+struct AlarmId {
+    id: i64,
 }
 
 /// Opens one subscription; returns once the subscribe message is sent, leaving a task that
@@ -93,7 +121,13 @@ async fn open_one(
     stream.set_nodelay(true).ok();
     let mut request = format!("ws://{}/graphql/ws", a.addr).into_client_request().map_err(|e| e.to_string())?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.map_err(|e| format!("handshake: {e}"))?;
+    // tungstenite zero-fills its read buffer up to `read_buffer_size` before every read: at
+    // the default 128 KiB that memset (and malloc's mmap/munmap of the buffer) cost the
+    // measuring client more CPU than the server spent per message, on the same 2 cores.
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     let init = json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
     ws.send(Message::text(init.to_string())).await.map_err(|e| e.to_string())?;
     loop {
@@ -123,19 +157,17 @@ async fn open_one(
                 continue;
             };
             let at = Instant::now();
-            let v: Value = match serde_json::from_str(&t) {
-                Ok(v) => v,
-                Err(_) => continue,
-            };
-            match v["type"].as_str() {
-                Some("next") => {
-                    let id = v["payload"]["data"]["alarms"]["id"].as_i64().unwrap_or(-1);
+            // Typed and borrowed: a serde_json::Value per message was the client's own cost.
+            let Ok(incoming) = serde_json::from_str::<Incoming>(&t) else { continue };
+            match incoming.kind {
+                "next" => {
+                    let id = incoming.payload.and_then(|p| p.data).map_or(-1, |d| d.alarms.id);
                     let _ = tx.send((i, id, at));
                 }
-                Some("ping") => {
+                "ping" => {
                     let _ = ws.send(Message::text(r#"{"type":"pong"}"#)).await;
                 }
-                Some("error") | Some("complete") => {
+                "error" | "complete" => {
                     eprintln!("subscriber {i}: {t}");
                     let _ = tx.send((i, -1, at));
                 }
@@ -171,11 +203,15 @@ fn main() {
     let Some(a) = args() else {
         eprintln!(
             "usage: fanout --addr IP:PORT --user U --password P --container UID [--subscribers 10000] \
-             [--rounds 20] [--server-pid PID] [--sources 8] [--open-concurrency 256]"
+             [--rounds 20] [--server-pid PID] [--sources 8] [--open-concurrency 256] [--client-threads 0]"
         );
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if a.client_threads > 0 {
+        runtime.worker_threads(a.client_threads);
+    }
+    let runtime = runtime.enable_all().build().unwrap();
     runtime.block_on(run(Arc::new(a)));
 }
 

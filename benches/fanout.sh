@@ -23,9 +23,10 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((SUBSCRIBERS + 1000)) ] || { echo "open-file limit $(ulimit -n) too low" >&2; exit 1; }
 
 echo "== build (once)" >&2
-"${NICE[@]}" cargo build --release -p berth >&2
+# BIN=path/to/berth measures another build of the server (side-by-side comparisons).
+[ -n "${BIN:-}" ] || "${NICE[@]}" cargo build --release -p berth >&2
 "${NICE[@]}" cargo bench -p berth-benches --bench fanout --no-run >&2
-BIN="${CARGO_TARGET_DIR:-target}/release/berth"
+BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/berth}"
 
 work="$(mktemp -d /tmp/berth-fanout.XXXXXX)"
 server_pid=""
@@ -54,7 +55,8 @@ addr="$(sed -n 's#^berth listening on http://##p' "$work/serve.out")"
 echo "== berth serve pid $server_pid on $addr; fd limit $(ulimit -n)" >&2
 
 "${NICE[@]}" cargo bench -q -p berth-benches --bench fanout -- --addr "$addr" --user kratos --password deimos \
-    --container "$uid" --subscribers "$SUBSCRIBERS" --rounds "$ROUNDS" --server-pid "$server_pid" --sources "$SOURCES"
+    --container "$uid" --subscribers "$SUBSCRIBERS" --rounds "$ROUNDS" --server-pid "$server_pid" --sources "$SOURCES" \
+    --client-threads "${CLIENT_THREADS:-0}"
 if grep -qiE "lagged|error" "$work/serve.log"; then
     echo "== server log mentions errors:" >&2
     grep -iE "lagged|error" "$work/serve.log" | head -20 >&2
