@@ -24,22 +24,33 @@ pub const WS_READ_BUFFER: usize = 4 * 1024;
 /// Largest GraphQL request body; a real query is a few KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// Shared by every request of the router; one `Arc`, as axum clones the state per request.
 #[derive(Clone)]
-struct GraphqlState {
+struct GraphqlState(std::sync::Arc<GraphqlParts>);
+
+struct GraphqlParts {
     schema: BerthSchema,
     service: Service,
     metrics: crate::GraphqlMetrics,
     shared: crate::shared_streams::SharedStreams,
 }
 
+impl std::ops::Deref for GraphqlState {
+    type Target = GraphqlParts;
+
+    fn deref(&self) -> &GraphqlParts {
+        &self.0
+    }
+}
+
 /// Routes `/graphql`, `/graphql/ws` and GraphiQL's embedded assets for the given service.
 pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
-    let state = GraphqlState {
+    let state = GraphqlState(std::sync::Arc::new(GraphqlParts {
         schema: crate::schema_with(service.clone(), metrics.clone()),
         service,
         metrics,
         shared: Default::default(),
-    };
+    }));
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
         .route("/graphql/ws", get(websocket))
@@ -245,9 +256,8 @@ impl async_graphql::Executor for WsExecutor {
         let caller = self.caller.get().copied();
         let open = self.metrics.open_subscription();
         let run = {
-            let (schema, service) = (self.schema.clone(), self.service.clone());
+            let schema = self.schema.clone();
             move |request: async_graphql::Request| {
-                let request = prepare_request(request, &service, caller);
                 schema
                     .execute_stream_with_session_data(request, session_data.unwrap_or_default())
                     .map(|mut response| {
@@ -257,9 +267,10 @@ impl async_graphql::Executor for WsExecutor {
                     .boxed()
             }
         };
+        let mut request = prepare_request(request, &self.service, caller);
         let responses = match caller {
             // Identical subscriptions of one customer share one execution.
-            Some(c) if crate::shared_streams::is_subscription(&request) => {
+            Some(c) if crate::shared_streams::is_subscription(&mut request) => {
                 self.shared.subscribe(c.customer_id, request, run)
             }
             _ => run(request),

@@ -16,6 +16,7 @@ mod graphiql;
 mod http;
 mod loopboxes;
 mod metrics;
+mod parsed_queries;
 mod portmaps;
 mod runtime;
 mod shared_streams;
@@ -91,7 +92,7 @@ pub fn prepare_request(
     service: &Service,
     caller: Option<Caller>,
 ) -> async_graphql::Request {
-    let mut request = request;
+    let mut request = parsed_queries::attach(request);
     if let Some(caller) = caller {
         request = request.data(caller);
         request = containers::add_loaders(request, service, caller);

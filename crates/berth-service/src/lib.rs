@@ -45,9 +45,14 @@ pub struct ServiceConfig {
     pub auth: auth::AuthConfig,
 }
 
-/// The service: cheap to clone, shared by every front door of one process.
+/// The service: shared by every front door of one process. One `Arc`: resolvers, loaders
+/// and handlers clone it per request, and one atomic increment is all a clone costs.
 #[derive(Clone)]
-pub struct Service {
+pub struct Service(Arc<Parts>);
+
+/// What a [`Service`] holds (reached through `Deref`; the fields stay private).
+#[derive(Clone)]
+pub struct Parts {
     store: Store,
     auth: Arc<auth::Authenticator>,
     domain_ownership: Arc<dyn dns::DomainOwnership>,
@@ -61,29 +66,37 @@ pub struct Service {
 impl Service {
     /// A service whose events stay in this process (right for SQLite and for tests).
     pub fn new(store: Store, config: ServiceConfig) -> Service {
-        Service {
+        Service(Arc::new(Parts {
             auth: Arc::new(auth::Authenticator::new(config.auth)),
             domain_ownership: config.domain_ownership,
             bus: Arc::new(LocalBus::new()),
             delivery: None,
             controls: runtime::Controls::default(),
             store,
-        }
+        }))
     }
 
     /// Replaces the event bus (PostgreSQL: LISTEN/NOTIFY across gateways).
     pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Service {
-        self.bus = bus;
+        Arc::make_mut(&mut self.0).bus = bus;
         self
     }
 
     /// Delivers committed alarms to the containers' channels through `delivery`.
     pub fn with_delivery(mut self, delivery: delivery::Delivery) -> Service {
-        self.delivery = Some(delivery);
+        Arc::make_mut(&mut self.0).delivery = Some(delivery);
         self
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+impl std::ops::Deref for Service {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
     }
 }
