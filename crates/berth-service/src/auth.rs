@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -60,6 +60,10 @@ pub struct Authenticator {
     /// Random per process: cache keys are useless outside it.
     cache_key: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], (i64, String, Instant)>>,
+    /// One check in flight per credentials: a client opening fifty connections at once
+    /// with the same password waits for one hash instead of queueing fifty.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    hashes_run: std::sync::atomic::AtomicU64,
     ttl: Duration,
     /// Verified against when the username is unknown, so both cases cost the same.
     dummy_hash: String,
@@ -81,6 +85,8 @@ impl Authenticator {
             hashing: Semaphore::new(cpus),
             cache_key,
             verified: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            hashes_run: Default::default(),
             ttl: config.verified_ttl,
             dummy_hash: hash_password("not a real password").expect("hash dummy password"),
         }
@@ -116,6 +122,14 @@ impl Authenticator {
         cache.insert(slot, (customer_id, username.to_owned(), Instant::now()));
     }
 
+    /// The lock of the one check of these credentials: the same lock for every caller
+    /// presenting them until the last of them is done (also when one is cancelled).
+    fn check_lock(&self, slot: [u8; 32]) -> CheckLock<'_> {
+        let mut in_flight = self.in_flight.lock().expect("auth in-flight map poisoned");
+        let lock = in_flight.entry(slot).or_default().clone();
+        CheckLock { auth: self, slot, lock }
+    }
+
     /// Forgets every remembered login of a user (after a password change).
     pub(crate) fn forget_user(&self, username: &str) {
         self.verified.lock().expect("auth cache poisoned").retain(|_, (_, u, _)| u != username);
@@ -135,7 +149,24 @@ impl Authenticator {
 
     /// Runs one argon2 verification on the blocking pool; the caller holds a hashing permit.
     async fn verify(&self, password: String, hash: String) -> Result<bool> {
+        self.hashes_run.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(Error::internal)
+    }
+}
+
+struct CheckLock<'a> {
+    auth: &'a Authenticator,
+    slot: [u8; 32],
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for CheckLock<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.auth.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only the map's reference and ours left: nobody else holds or waits for it.
+        if Arc::strong_count(&self.lock) == 2 {
+            in_flight.remove(&self.slot);
+        }
     }
 }
 
@@ -236,6 +267,23 @@ impl Service {
         if let Some(customer_id) = auth.remembered(&slot) {
             return Ok(Caller { customer_id });
         }
+        let check = auth.check_lock(slot);
+        let _one_at_a_time = check.lock.lock().await;
+        // Whoever held the lock before may just have verified these credentials.
+        match auth.remembered(&slot) {
+            Some(customer_id) => Ok(Caller { customer_id }),
+            None => self.check_password(username, password, peer, slot).await,
+        }
+    }
+
+    /// Argon2 verifications run since start (each is ~tens of ms of CPU).
+    pub fn password_hashes_run(&self) -> u64 {
+        self.auth.hashes_run.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The argon2 check behind [`Service::authenticate_password`], rate limits included.
+    async fn check_password(&self, username: &str, password: &str, peer: IpAddr, slot: [u8; 32]) -> Result<Caller> {
+        let auth = &self.auth;
         auth.admit(username, peer)?;
         let creds = {
             let mut conn = self.store.read().await?;
