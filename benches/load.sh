@@ -6,6 +6,7 @@
 #   benches/load.sh                          # -t2 -c50 -d10s, 10,000 containers
 #   DURATION=20s CONNECTIONS=50 THREADS=2 CONTAINERS=10000 benches/load.sh
 #   ROUTES='healthz|company' benches/load.sh   # only the routes whose name matches (grep -E)
+#   BIN=/tmp/berth-old benches/load.sh       # measure another build of the server
 #   HOLD=1 benches/load.sh                   # keep the server up afterwards (for perf), until Enter
 #
 # Needs `wrk` (Debian: apt-get install -y wrk). Builds once (cargo build --release -p berth,
@@ -25,9 +26,10 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "== build (once)" >&2
-"${NICE[@]}" cargo build --release -p berth >&2
+# BIN=path/to/berth measures another build of the server (side-by-side comparisons).
+[ -n "${BIN:-}" ] || "${NICE[@]}" cargo build --release -p berth >&2
 "${NICE[@]}" cargo bench -p berth-benches --bench seed --no-run >&2
-BIN="${CARGO_TARGET_DIR:-target}/release/berth"
+BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/berth}"
 
 work="$(mktemp -d /tmp/berth-load.XXXXXX)"
 server_pid=""

@@ -63,8 +63,8 @@ macro_rules! batch_loader {
 pub(crate) use batch_loader;
 
 batch_loader!(
-    /// Container id → its server.
-    ServerLoader, berth_model::Server, servers_of_containers
+    /// Server id → the server, if the caller may see it.
+    ServerLoader, berth_model::Server, servers_by_ids
 );
 batch_loader!(
     /// Distro id → distro.
@@ -167,7 +167,7 @@ impl Container {
         }
     }
     async fn server(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<crate::account::Server>> {
-        Ok(load::<ServerLoader>(ctx, self.0.id).await?.map(Into::into))
+        Ok(load::<ServerLoader>(ctx, self.0.server_id).await?.map(Into::into))
     }
     /// XMPP account used to send alarms (its secret is write-only).
     async fn jid(&self) -> Option<&str> {

@@ -204,7 +204,8 @@ async fn describe(
     detail: bool,
 ) -> berth_service::Result<Vec<Value>> {
     let ids: Vec<i64> = list.iter().map(|c| c.id).collect();
-    let servers = service.servers_of_containers(caller, &ids).await?;
+    let server_ids: Vec<i64> = list.iter().map(|c| c.server_id).collect();
+    let servers = service.servers_by_ids(caller, &server_ids).await?;
     let tags = service.tags_of_containers(caller, &ids).await?;
     let distro_ids: Vec<i64> = list.iter().filter_map(|c| c.distro_id).collect();
     let distros = service.distros_by_ids(caller, &distro_ids).await?;
@@ -218,7 +219,7 @@ async fn describe(
     Ok(list
         .into_iter()
         .map(|c| {
-            let server = servers.get(&c.id);
+            let server = servers.get(&c.server_id);
             let distro_name = c.distro_id.and_then(|d| distros.get(&d)).map(|d| d.name.clone());
             let custom_name = c.custom_distro_id.and_then(|d| customs.get(&d)).map(|d| d.name.clone());
             let mut v = json!({

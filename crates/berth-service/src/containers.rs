@@ -431,10 +431,11 @@ impl Service {
         Ok(containers::owned_many(&mut conn, caller.customer_id, ids).await?.into_iter().map(|c| (c.id, c)).collect())
     }
 
-    /// The server of each of the caller's containers among `container_ids`.
-    pub async fn servers_of_containers(&self, caller: &Caller, container_ids: &[i64]) -> Result<HashMap<i64, Server>> {
+    /// Servers by id that the caller may see (owned, or running one of its containers).
+    pub async fn servers_by_ids(&self, caller: &Caller, server_ids: &[i64]) -> Result<HashMap<i64, Server>> {
         let mut conn = self.store.read().await?;
-        Ok(containers::servers_of(&mut conn, caller.customer_id, container_ids).await?.into_iter().collect())
+        let servers = servers::visible_to(&mut conn, caller.customer_id, server_ids).await?;
+        Ok(servers.into_iter().map(|s| (s.id, s)).collect())
     }
 
     /// Legion addresses of the servers of the caller's containers.

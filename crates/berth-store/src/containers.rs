@@ -278,37 +278,6 @@ pub async fn lock_server(conn: &mut AnyConnection, server_id: i64) -> StoreResul
     Ok(())
 }
 
-/// Servers of the customer's containers among `container_ids`: `(container id, server)`.
-pub async fn servers_of(
-    conn: &mut AnyConnection,
-    customer_id: i64,
-    container_ids: &[i64],
-) -> StoreResult<Vec<(i64, berth_model::Server)>> {
-    if container_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT c.id, s.id, s.name, s.address, s.memory, s.storage, s.uuid, s.owner_id \
-         FROM containers c JOIN servers s ON s.id = c.server_id \
-         WHERE c.customer_id = $1 AND c.id IN ({})",
-        crate::placeholders(2, container_ids.len())
-    );
-    #[allow(clippy::type_complexity)]
-    let mut query =
-        sqlx::query_as::<_, (i64, i64, String, String, i64, i64, String, Option<i64>)>(&sql).bind(customer_id);
-    for id in container_ids {
-        query = query.bind(*id);
-    }
-    Ok(query
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(|(cid, id, name, address, memory, storage, uuid, owner_id)| {
-            (cid, berth_model::Server { id, name, address, memory, storage, uuid, owner_id })
-        })
-        .collect())
-}
-
 /// Legion addresses of the servers of the customer's containers among `container_ids`.
 pub async fn legion_addresses_of(
     conn: &mut AnyConnection,

@@ -101,6 +101,25 @@ pub async fn many(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<Vec<Serv
     Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
 }
 
+/// The servers among `ids` the customer may see: those it owns and those running one of its
+/// containers. One row per server, however many containers it runs (the nested page and
+/// the REST list used to fetch one row per container).
+pub async fn visible_to(conn: &mut AnyConnection, customer_id: i64, ids: &[i64]) -> StoreResult<Vec<Server>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM servers s WHERE s.id IN ({}) AND (s.owner_id = $1 OR EXISTS \
+         (SELECT 1 FROM containers c WHERE c.server_id = s.id AND c.customer_id = $1)) ORDER BY s.id",
+        crate::placeholders(2, ids.len())
+    );
+    let mut query = sqlx::query_as::<_, ServerRow>(&sql).bind(customer_id);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
+}
+
 /// Memory and storage (MB) already promised to containers on a server, optionally leaving one
 /// container out (the one being resized).
 pub async fn used_capacity(

@@ -55,10 +55,15 @@ async fn pages_filter_by_owner_and_tags(store: Store) {
     assert_eq!(names.get(&a1.id).unwrap(), &vec!["web".to_owned(), "db".to_owned()]);
     assert!(!names.contains_key(&b1.id), "another tenant's tags must not show");
 
-    let served = containers::servers_of(&mut conn, a, &[a1.id, b1.id]).await.unwrap();
-    assert_eq!(served.len(), 1);
-    assert_eq!(served[0].0, a1.id);
-    assert_eq!(served[0].1.name, "s1");
+    // Servers: one row per server; visible when owned or running one of the customer's
+    // containers, never otherwise.
+    let lone = server(&mut conn, "lone", None).await;
+    let b_own = server(&mut conn, "b-own", Some(b)).await;
+    let seen = |v: Vec<berth_model::Server>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(seen(servers::visible_to(&mut conn, a, &[s.id, lone.id, b_own.id]).await.unwrap()), ["s1"]);
+    assert_eq!(seen(servers::visible_to(&mut conn, b, &[s.id, lone.id, b_own.id]).await.unwrap()), ["s1", "b-own"]);
+    container(&mut conn, a, lone.id, "a-on-lone").await;
+    assert_eq!(seen(servers::visible_to(&mut conn, a, &[lone.id]).await.unwrap()), ["lone"]);
 }
 both_engines!(pages_filter_by_owner_and_tags_work, pages_filter_by_owner_and_tags);
 
