@@ -46,7 +46,7 @@ impl std::ops::Deref for GraphqlState {
 /// Routes `/graphql`, `/graphql/ws` and GraphiQL's embedded assets for the given service.
 pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
     let state = GraphqlState(std::sync::Arc::new(GraphqlParts {
-        schema: crate::schema_with(service.clone(), metrics.clone()),
+        schema: crate::schema(service.clone()),
         service,
         metrics,
         shared: Default::default(),
@@ -242,7 +242,7 @@ struct WsExecutor {
 impl async_graphql::Executor for WsExecutor {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
         let request = prepare_request(request, &self.service, self.caller.get().copied());
-        let mut response = self.schema.execute(request).await;
+        let mut response = crate::telemetry::execute_observed(&self.schema, &self.metrics, request).await;
         crate::error::ensure_codes(&mut response);
         response
     }
@@ -322,7 +322,7 @@ async fn execute(
         Err(e) => return auth_failure(e),
     };
     let request = prepare_request(request, &state.service, caller);
-    let mut response = state.schema.execute(request).await;
+    let mut response = crate::telemetry::execute_observed(&state.schema, &state.metrics, request).await;
     crate::error::ensure_codes(&mut response);
     GraphQLResponse::from(response).into_response()
 }

@@ -65,16 +65,11 @@ pub const MAX_DEPTH: usize = 12;
 /// Highest total complexity accepted (a page of 100 containers with every relation fits).
 pub const MAX_COMPLEXITY: usize = 20_000;
 
-/// The schema with its limits, holding the service every resolver calls.
+/// The schema with its limits, holding the service every resolver calls. Per-operation
+/// telemetry is the executors' (`telemetry::execute_observed`), not a schema extension.
 pub fn schema(service: Service) -> BerthSchema {
-    schema_with(service, GraphqlMetrics::detached())
-}
-
-/// The schema reporting spans and per-operation metrics into `metrics`.
-pub fn schema_with(service: Service, metrics: GraphqlMetrics) -> BerthSchema {
     Schema::build(Query::default(), Mutation::default(), subscriptions::SubscriptionRoot)
         .data(service)
-        .extension(metrics)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
