@@ -37,6 +37,14 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // Live events come in bursts (Stopping, Stopped, Starting, Running within milliseconds):
+    // with Nagle on, every message after the first of a burst would wait for the client's
+    // (possibly delayed, up to 40 ms) ACK of the one before.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     println!("berth listening on http://{addr}");
     tracing::info!(%addr, backend = %args.backend, "serving");
     let shutdown = async move {
