@@ -593,6 +593,12 @@ async fn operations_over_the_socket_run_as_over_http() {
         assert_eq!(ws.next_data(&op).await["raiseAlarm"]["message"], "over ws");
         assert_eq!(ws.message_for(&op).await["type"], "complete");
 
+        // A client message several times the socket's read buffer arrives whole.
+        let long = format!("{query}\n# {}", "padding ".repeat(3 * berth_graphql::WS_READ_BUFFER / 8));
+        let op = ws.subscribe(&long, json!({ "u": uid })).await;
+        assert_eq!(ws.next_data(&op).await, over_http, "{}", protocol.name());
+        assert_eq!(ws.message_for(&op).await["type"], "complete");
+
         for (bad, code) in [
             ("subscription { alarms { nope } }", "BAD_USER_INPUT"),
             ("subscription { alarms(level: \"x\") { id } }", "BAD_USER_INPUT"),

@@ -29,7 +29,7 @@ use berth_service::{Caller, Service};
 
 pub use containers::{set_loader_delay, LOADER_DELAY};
 pub use error::{ensure_codes, gql_error, ErrorCode};
-pub use http::router;
+pub use http::{router, WS_READ_BUFFER};
 pub use telemetry::GraphqlMetrics;
 
 #[derive(MergedObject, Default)]
