@@ -7,7 +7,8 @@
 #   DURATION=6s ROUTES="typename me page" CONTAINERS=100 benches/compare.sh A B
 #
 # Routes: healthz (static), typename ({ __typename }: GraphQL without SQL), me
-# ({ me { company } }), page (the nested 100-container page). Needs wrk; run as in load.sh.
+# ({ me { company } }), page (the nested 100-container page), restme (REST GET /api/me, which
+# lists every container uid). Needs wrk; run as in load.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$#" -ge 1 ] || { echo "usage: $0 BIN [BIN...]" >&2; exit 2; }
@@ -53,6 +54,7 @@ for _ in 1 2; do
                 typename) method=POST; path=/graphql; body='{"query":"{ __typename }"}'; a="$auth" ;;
                 me) method=POST; path=/graphql; body='{"query":"{ me { company } }"}'; a="$auth" ;;
                 page) method=POST; path=/graphql; body="{\"query\":\"$page_query\"}"; a="$auth" ;;
+                restme) method=GET; path=/api/me; body=""; a="$auth" ;;
                 *) echo "unknown route $route" >&2; exit 2 ;;
             esac
             line="$(WRK_METHOD="$method" WRK_BODY="$body" WRK_AUTH="$a" "${NICE[@]}" wrk -t2 -c"$CONNECTIONS" \

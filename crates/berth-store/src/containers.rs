@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use berth_model::Container;
 use sqlx::{AnyConnection, FromRow};
 
-use crate::{flags, new_uuid, unix_now, StoreResult};
+use crate::{flags, new_uuid, unix_now, StoreError, StoreResult};
 
 #[derive(FromRow)]
 pub(crate) struct ContainerRow {
@@ -148,13 +148,23 @@ pub async fn many(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<Vec<Cont
     Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
 }
 
-/// Uids of all of a customer's containers, in id order (`me.containers`).
+/// Ids of a customer's containers, in id order. Fetched as one row (the ids joined by
+/// commas) rather than one row per container: every row costs sqlx's SQLite driver a
+/// hand-off between threads, and REST `/api/me` lists all of them (10,000 rows took
+/// ~0.1 s of CPU). `string_agg … ORDER BY` is the same in SQLite (≥ 3.44) and PostgreSQL.
 pub async fn ids_of_customer(conn: &mut AnyConnection, customer_id: i64) -> StoreResult<Vec<i64>> {
-    let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM containers WHERE customer_id = $1 ORDER BY id")
-        .bind(customer_id)
-        .fetch_all(conn)
-        .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    let (joined,): (Option<String>,) =
+        sqlx::query_as("SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM containers WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_one(conn)
+            .await?;
+    joined
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| id.parse().map_err(|_| StoreError::Corrupt(format!("container id {id:?}"))))
+        .collect()
 }
 
 /// One page of a customer's containers in id order, after `after_id`, optionally only those

@@ -36,6 +36,10 @@ async fn pages_filter_by_owner_and_tags(store: Store) {
     let a3 = container(&mut conn, a, s.id, "a3").await;
 
     let ids = |v: Vec<berth_model::Container>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(containers::ids_of_customer(&mut conn, a).await.unwrap(), [a1.id, a2.id, a3.id]);
+    assert_eq!(containers::ids_of_customer(&mut conn, b).await.unwrap(), [b1.id]);
+    let nobody = customer(&mut conn, "nobody").await;
+    assert!(containers::ids_of_customer(&mut conn, nobody).await.unwrap().is_empty());
     assert_eq!(ids(containers::page_of_customer(&mut conn, a, None, 10, &[]).await.unwrap()), [a1.id, a2.id, a3.id]);
     assert_eq!(ids(containers::page_of_customer(&mut conn, a, Some(a1.id), 1, &[]).await.unwrap()), [a2.id]);
 
