@@ -17,9 +17,8 @@ cd "$(dirname "$0")/.."
 SUBSCRIBERS="${SUBSCRIBERS:-10000}"
 ROUNDS="${ROUNDS:-20}"
 SOURCES="${SOURCES:-8}"
-NICE=(nice -n 10)
-
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# shellcheck source=benches/common.sh
+. benches/common.sh
 [ "$(ulimit -n)" -gt $((SUBSCRIBERS + 1000)) ] || { echo "open-file limit $(ulimit -n) too low" >&2; exit 1; }
 
 echo "== build (once)" >&2
@@ -28,30 +27,12 @@ echo "== build (once)" >&2
 "${NICE[@]}" cargo bench -p berth-benches --bench fanout --no-run >&2
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/berth}"
 
-work="$(mktemp -d /tmp/berth-fanout.XXXXXX)"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-state="$work/state"
-
-admin() { "$BIN" admin --state-dir "$state" "$@"; }
-admin customer add --username kratos --password deimos --company "God of war" >/dev/null
-admin server add --name server1 --address 192.0.2.10 --memory 100000 --storage 100000 --owner kratos >/dev/null
+add_customer_and_server
 uid="$(admin container add --customer kratos --server server1 --name hydra --memory 500 --storage 5000 \
     | sed -n 's/.*"uid":\([0-9]*\).*/\1/p')"
 [ -n "$uid" ] || { echo "no container uid" >&2; exit 1; }
 
-"${NICE[@]}" "$BIN" serve --state-dir "$state" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
-server_pid=$!
-for _ in $(seq 1 100); do
-    grep -q "berth listening on" "$work/serve.out" 2>/dev/null && break
-    sleep 0.1
-done
-addr="$(sed -n 's#^berth listening on http://##p' "$work/serve.out")"
-[ -n "$addr" ] || { cat "$work/serve.log" >&2; echo "server did not start" >&2; exit 1; }
+start_berth
 echo "== berth serve pid $server_pid on $addr; fd limit $(ulimit -n)" >&2
 
 "${NICE[@]}" cargo bench -q -p berth-benches --bench fanout -- --addr "$addr" --user kratos --password deimos \

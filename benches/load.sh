@@ -20,10 +20,9 @@ CONNECTIONS="${CONNECTIONS:-50}"
 THREADS="${THREADS:-2}"
 CONTAINERS="${CONTAINERS:-10000}"
 WRK_SETTINGS=(-t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency)
-NICE=(nice -n 10)
-
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 echo "== build (once)" >&2
 # BIN=path/to/berth measures another build of the server (side-by-side comparisons).
@@ -31,37 +30,15 @@ echo "== build (once)" >&2
 "${NICE[@]}" cargo bench -p berth-benches --bench seed --no-run >&2
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/berth}"
 
-work="$(mktemp -d /tmp/berth-load.XXXXXX)"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-state="$work/state"
-db="sqlite://$state/berth.db"
-
 echo "== fixtures: 1 customer, 1 server, $CONTAINERS containers with relations" >&2
-admin() { "$BIN" admin --state-dir "$state" "$@" >/dev/null; }
-admin customer add --username kratos --password deimos --company "God of war"
-admin server add --name server1 --address 192.0.2.10 --memory 100000000 --storage 100000000 --owner kratos
-"${NICE[@]}" cargo bench -q -p berth-benches --bench seed -- --database "$db" --customer kratos --server server1 \
-    --containers "$CONTAINERS" >&2
+seed_containers "$CONTAINERS"
 
 echo "== serve" >&2
-"${NICE[@]}" "$BIN" serve --state-dir "$state" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
-server_pid=$!
-for _ in $(seq 1 100); do
-    grep -q "berth listening on" "$work/serve.out" 2>/dev/null && break
-    sleep 0.1
-done
-addr="$(sed -n 's#^berth listening on http://##p' "$work/serve.out")"
-[ -n "$addr" ] || { cat "$work/serve.log" >&2; echo "server did not start" >&2; exit 1; }
+start_berth
 base="http://$addr"
-auth="Basic $(printf 'kratos:deimos' | base64)"
+auth="$AUTH"
 me_body='{"query":"{ me { company } }"}'
-page_query='{ containers(first: 100) { edges { node { uid name server { name } distro { name } tags loopboxes { filename } linkedTo domains { name } } } } }'
-page_body="{\"query\":\"$page_query\"}"
+page_body="{\"query\":\"$PAGE_QUERY\"}"
 
 echo "== sanity: every route answers what we think it does" >&2
 curl -fsS "$base/healthz" >/dev/null
