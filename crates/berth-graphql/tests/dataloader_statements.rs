@@ -2,9 +2,10 @@
 //! the page: every relation goes through a per-request DataLoader that batches one `IN (...)`
 //! query per relation.
 //!
-//! sqlx logs every statement as a `tracing` event with target `sqlx::query`. SQLite runs
-//! statements on a worker thread, so the counting subscriber must be the global default;
-//! that is why this file holds a single test.
+//! sqlx logs every statement as a `tracing` event with target `sqlx::query`, the store's
+//! inline SQLite reads with target `berth_store::inline`. SQLite runs sqlx statements on a
+//! worker thread, so the counting subscriber must be the global default; that is why this
+//! file holds a single test.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -128,7 +129,11 @@ async fn seed(store: &Store, n: usize) -> Caller {
 fn nested_page_costs_constant_statements() {
     let count = Arc::new(AtomicUsize::new(0));
     let subscriber = tracing_subscriber::registry().with(
-        Counter(count.clone()).with_filter(filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG)),
+        Counter(count.clone()).with_filter(
+            filter::Targets::new()
+                .with_target("sqlx::query", tracing::Level::DEBUG)
+                .with_target(berth_store::fetch::INLINE_TARGET, tracing::Level::DEBUG),
+        ),
     );
     tracing::subscriber::set_global_default(subscriber).expect("first global subscriber");
 

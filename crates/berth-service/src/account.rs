@@ -29,7 +29,7 @@ pub const MAX_PASSWORD: usize = 1024;
 
 impl Service {
     pub async fn me(&self, caller: &Caller) -> Result<Customer> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         accounts::customer(&mut conn, caller.customer_id).await?.ok_or(Error::Unauthenticated)
     }
 

@@ -211,7 +211,7 @@ impl Service {
     ) -> Result<Page<Container>> {
         let size = page_size(first)?;
         let after = after_id.filter(|id| *id > 0);
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         let rows = containers::page_of_customer(&mut conn, caller.customer_id, after, size as i64 + 1, tags).await?;
         Ok(into_page(rows, size))
     }
@@ -433,7 +433,7 @@ impl Service {
 
     /// Servers by id that the caller may see (owned, or running one of its containers).
     pub async fn servers_by_ids(&self, caller: &Caller, server_ids: &[i64]) -> Result<HashMap<i64, Server>> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         let servers = servers::visible_to(&mut conn, caller.customer_id, server_ids).await?;
         Ok(servers.into_iter().map(|s| (s.id, s)).collect())
     }
@@ -454,13 +454,13 @@ impl Service {
         caller: &Caller,
         container_ids: &[i64],
     ) -> Result<HashMap<i64, Vec<String>>> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         Ok(tags::owned_names_of(&mut conn, Tagged::Container, caller.customer_id, container_ids).await?)
     }
 
     /// Uids each of the caller's containers links to (any customer's containers).
     pub async fn links_of_containers(&self, caller: &Caller, container_ids: &[i64]) -> Result<HashMap<i64, Vec<i64>>> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         let map = links::targets_of(&mut conn, caller.customer_id, container_ids).await?;
         Ok(map.into_iter().map(|(k, v)| (k, v.into_iter().map(berth_model::uid_of).collect())).collect())
     }
@@ -483,7 +483,7 @@ impl Service {
         caller: &Caller,
         container_ids: &[i64],
     ) -> Result<HashMap<i64, Vec<(Loopbox, Vec<String>)>>> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         let boxes = loopboxes::of_containers(&mut conn, caller.customer_id, container_ids).await?;
         let ids: Vec<i64> = boxes.values().flatten().map(|b| b.id).collect();
         let mut names = tags::owned_names_of(&mut conn, Tagged::Loopbox, caller.customer_id, &ids).await?;
@@ -504,7 +504,7 @@ impl Service {
 
     /// Distros by id (distros are platform-wide, any customer may read them).
     pub async fn distros_by_ids(&self, _caller: &Caller, ids: &[i64]) -> Result<HashMap<i64, Distro>> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         Ok(distros::many(&mut conn, ids).await?.into_iter().map(|d| (d.id, d)).collect())
     }
 }

@@ -122,7 +122,7 @@ impl Service {
         caller: &Caller,
         container_ids: &[i64],
     ) -> Result<HashMap<i64, Vec<Domain>>> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         Ok(domains::served_by_containers(&mut conn, caller.customer_id, container_ids, today_utc()).await?)
     }
 

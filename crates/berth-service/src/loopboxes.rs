@@ -96,7 +96,7 @@ impl Service {
 
     /// Tag names of the caller's loopboxes, in one statement.
     pub async fn tags_of_loopboxes(&self, caller: &Caller, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
-        let mut conn = self.store.read().await?;
+        let mut conn = self.store.reads().await?;
         Ok(tags::owned_names_of(&mut conn, Tagged::Loopbox, caller.customer_id, ids).await?)
     }
 }

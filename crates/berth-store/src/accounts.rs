@@ -3,9 +3,10 @@
 use berth_model::{ApiToken, Credentials, Customer};
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{Arg, Fetch};
 use crate::{flags, new_uuid, unix_now, StoreResult};
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct CustomerRow {
     id: i64,
     username: String,
@@ -60,11 +61,9 @@ pub async fn insert_customer(conn: &mut AnyConnection, new: &NewCustomer<'_>) ->
     Ok(row.into())
 }
 
-pub async fn customer(conn: &mut AnyConnection, id: i64) -> StoreResult<Option<Customer>> {
-    let row: Option<CustomerRow> = sqlx::query_as(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+pub async fn customer(conn: &mut impl Fetch, id: i64) -> StoreResult<Option<Customer>> {
+    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
+    let row: Option<CustomerRow> = conn.fetch_optional(&sql, &[Arg::Int(id)]).await?;
     Ok(row.map(Into::into))
 }
 

@@ -4,9 +4,10 @@
 use berth_model::Alarm;
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{Arg, Fetch};
 use crate::StoreResult;
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct AlarmRow {
     id: i64,
     container_id: i64,
@@ -143,11 +144,6 @@ pub enum Window {
     NewestAfter { unix: i64, id: i64, limit: i64 },
 }
 
-enum Arg<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
 /// `FROM … WHERE …` of a filtered listing and its arguments, numbered from `$1`.
 fn filtered<'a>(q: &'a AlarmQuery) -> (String, Vec<Arg<'a>>) {
     let mut sql = String::from("FROM alarms a JOIN containers c ON c.id = a.container_id WHERE c.customer_id = $1");
@@ -176,21 +172,15 @@ fn filtered<'a>(q: &'a AlarmQuery) -> (String, Vec<Arg<'a>>) {
 }
 
 /// How many alarms match the filters.
-pub async fn count(conn: &mut AnyConnection, q: &AlarmQuery) -> StoreResult<i64> {
+pub async fn count(conn: &mut impl Fetch, q: &AlarmQuery) -> StoreResult<i64> {
     let (from, args) = filtered(q);
     let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) {from}");
-    let mut query = sqlx::query_as::<_, (i64,)>(&sql);
-    for arg in args {
-        query = match arg {
-            Arg::Int(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-        };
-    }
-    Ok(query.fetch_one(conn).await?.0)
+    let row: Option<(i64,)> = conn.fetch_optional(&sql, &args).await?;
+    Ok(row.map_or(0, |(n,)| n))
 }
 
 /// The matching alarms in the window's order.
-pub async fn list(conn: &mut AnyConnection, q: &AlarmQuery, window: Window) -> StoreResult<Vec<Alarm>> {
+pub async fn list(conn: &mut impl Fetch, q: &AlarmQuery, window: Window) -> StoreResult<Vec<Alarm>> {
     let (from, mut args) = filtered(q);
     let mut sql = format!("SELECT {A_COLUMNS} {from}");
     let next = |args: &Vec<Arg>| args.len() + 1;
@@ -219,14 +209,8 @@ pub async fn list(conn: &mut AnyConnection, q: &AlarmQuery, window: Window) -> S
             args.push(Arg::Int(limit));
         }
     }
-    let mut query = sqlx::query_as::<_, AlarmRow>(&sql);
-    for arg in args {
-        query = match arg {
-            Arg::Int(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-        };
-    }
-    Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
+    let rows: Vec<AlarmRow> = conn.fetch_all(&sql, &args).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// Stores a fresh alarm key on a container (the caller generated it).

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use berth_model::Container;
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{Arg, Fetch};
 use crate::{flags, new_uuid, unix_now, StoreError, StoreResult};
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 pub(crate) struct ContainerRow {
     id: i64,
     customer_id: i64,
@@ -170,7 +171,7 @@ pub async fn ids_of_customer(conn: &mut AnyConnection, customer_id: i64) -> Stor
 /// One page of a customer's containers in id order, after `after_id`, optionally only those
 /// carrying one of `tags` (each container once). Fetches `limit` rows.
 pub async fn page_of_customer(
-    conn: &mut AnyConnection,
+    conn: &mut impl Fetch,
     customer_id: i64,
     after_id: Option<i64>,
     limit: i64,
@@ -182,11 +183,10 @@ pub async fn page_of_customer(
         sql.push_str(&crate::tags::has_any_tag_sql(berth_model::Tagged::Container, "c.id", "$1", 4, tags.len()));
     }
     sql.push_str(" ORDER BY c.id LIMIT $3");
-    let mut query = sqlx::query_as::<_, ContainerRow>(&sql).bind(customer_id).bind(after_id.unwrap_or(0)).bind(limit);
-    for tag in tags {
-        query = query.bind(tag.as_str());
-    }
-    Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
+    let mut args = vec![Arg::Int(customer_id), Arg::Int(after_id.unwrap_or(0)), Arg::Int(limit)];
+    args.extend(tags.iter().map(|tag| Arg::Text(tag)));
+    let rows: Vec<ContainerRow> = conn.fetch_all(&sql, &args).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// The customer's containers among `ids`, in one statement.

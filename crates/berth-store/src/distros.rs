@@ -3,9 +3,10 @@
 use berth_model::Distro;
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{with_ids, Fetch};
 use crate::{new_uuid, StoreResult};
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct DistroRow {
     id: i64,
     name: String,
@@ -48,14 +49,11 @@ pub async fn get(conn: &mut AnyConnection, id: i64) -> StoreResult<Option<Distro
 }
 
 /// Distros by id, in one statement (DataLoader batches).
-pub async fn many(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<Vec<Distro>> {
+pub async fn many(conn: &mut impl Fetch, ids: &[i64]) -> StoreResult<Vec<Distro>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!("SELECT {COLUMNS} FROM distros WHERE id IN ({})", crate::placeholders(1, ids.len()));
-    let mut query = sqlx::query_as::<_, DistroRow>(&sql);
-    for id in ids {
-        query = query.bind(*id);
-    }
-    Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
+    let rows: Vec<DistroRow> = conn.fetch_all(&sql, &with_ids(&[], ids)).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }

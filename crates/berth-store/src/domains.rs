@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use berth_model::{Day, Domain, DomainMetric, Tagged};
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{with_ids, Arg, Fetch};
 use crate::{new_uuid, placeholders, tags, unix_now, StoreResult};
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct DomainRow {
     id: i64,
     customer_id: i64,
@@ -146,10 +147,11 @@ pub async fn tag_names(
     Ok(out)
 }
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct ServedRow {
     served_by: i64,
     #[sqlx(flatten)]
+    #[serde(flatten)]
     domain: DomainRow,
 }
 
@@ -161,7 +163,7 @@ struct ServedRow {
 /// each probed against the whole id list: ~200 ms at 10,000 rows, see BENCHMARKS.md); the
 /// plan starts from the id list instead. PostgreSQL reads `+x` as `x`.
 pub async fn served_by_containers(
-    conn: &mut AnyConnection,
+    conn: &mut impl Fetch,
     customer_id: i64,
     container_ids: &[i64],
     day: Day,
@@ -178,16 +180,15 @@ pub async fn served_by_containers(
          ORDER BY d.id",
         placeholders(6, container_ids.len())
     );
-    let mut query = sqlx::query_as::<_, ServedRow>(&sql)
-        .bind(customer_id)
-        .bind(DomainMetric::Hits.as_str())
-        .bind(day.year)
-        .bind(day.month)
-        .bind(day.day);
-    for id in container_ids {
-        query = query.bind(*id);
-    }
-    for row in query.fetch_all(conn).await? {
+    let leading = [
+        Arg::Int(customer_id),
+        Arg::Text(DomainMetric::Hits.as_str()),
+        Arg::Int(day.year),
+        Arg::Int(day.month),
+        Arg::Int(day.day),
+    ];
+    let rows: Vec<ServedRow> = conn.fetch_all(&sql, &with_ids(&leading, container_ids)).await?;
+    for row in rows {
         out.entry(row.served_by).or_default().push(row.domain.into());
     }
     Ok(out)

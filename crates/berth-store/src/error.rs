@@ -20,6 +20,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// A read on the inline SQLite path failed (reads only: no constraint can fire).
+    #[error("database error: {0}")]
+    Inline(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -18,7 +18,9 @@ pub mod distros;
 pub mod domains;
 pub mod error;
 pub mod events;
+pub mod fetch;
 mod flags;
+mod inline;
 pub mod links;
 pub mod loopboxes;
 pub mod metrics;
@@ -57,6 +59,8 @@ pub struct Store {
     /// SQLite allows one writer; taking this lock before `BEGIN` turns would-be
     /// `SQLITE_BUSY` upgrade failures into a short wait. PostgreSQL needs none.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite files: hot reads on the calling thread (see [`inline`]).
+    inline: Option<Arc<inline::InlineReader>>,
 }
 
 impl Store {
@@ -125,7 +129,11 @@ impl Store {
             .await
             .map_err(|e| StoreError::Connect(format!("{}: {e}", redact(&url))))?;
         let write_lock = (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Store { pool, engine, write_lock })
+        let inline = match engine {
+            Engine::Sqlite => inline::InlineReader::for_url(&url)?.map(Arc::new),
+            Engine::Postgres => None,
+        };
+        Ok(Store { pool, engine, write_lock, inline })
     }
 
     /// Connects and brings the schema up to date.
@@ -154,6 +162,15 @@ impl Store {
     /// A pooled connection for reads.
     pub async fn read(&self) -> StoreResult<PoolConnection<Any>> {
         Ok(self.pool.acquire().await?)
+    }
+
+    /// A reader outside any transaction for the hot reads written against [`fetch::Fetch`]:
+    /// inline on a SQLite file, a pooled connection otherwise.
+    pub async fn reads(&self) -> StoreResult<fetch::Reads> {
+        Ok(match &self.inline {
+            Some(reader) => fetch::Reads::Inline(reader.clone()),
+            None => fetch::Reads::Pooled(self.pool.acquire().await?),
+        })
     }
 
     /// A write transaction: all of an operation's statements commit together or not at all.

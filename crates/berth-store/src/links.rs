@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::AnyConnection;
 
+use crate::fetch::{with_ids, Arg, Fetch};
 use crate::{placeholders, StoreResult};
 
 pub async fn insert(conn: &mut AnyConnection, container_id: i64, to_id: i64) -> StoreResult<()> {
@@ -39,7 +40,7 @@ pub async fn exists(conn: &mut AnyConnection, container_id: i64, to_id: i64) -> 
 /// Outgoing link targets of the customer's containers among `container_ids`, in target
 /// order, in one statement.
 pub async fn targets_of(
-    conn: &mut AnyConnection,
+    conn: &mut impl Fetch,
     customer_id: i64,
     container_ids: &[i64],
 ) -> StoreResult<HashMap<i64, Vec<i64>>> {
@@ -52,11 +53,8 @@ pub async fn targets_of(
          WHERE c.customer_id = $1 AND l.container_id IN ({}) ORDER BY l.to_id",
         placeholders(2, container_ids.len())
     );
-    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(customer_id);
-    for id in container_ids {
-        query = query.bind(*id);
-    }
-    for (from, to) in query.fetch_all(conn).await? {
+    let rows: Vec<(i64, i64)> = conn.fetch_all(&sql, &with_ids(&[Arg::Int(customer_id)], container_ids)).await?;
+    for (from, to) in rows {
         out.entry(from).or_default().push(to);
     }
     Ok(out)

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use berth_model::{Loopbox, Tagged};
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{with_ids, Arg, Fetch};
 use crate::{flags, placeholders, StoreResult};
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct LoopboxRow {
     id: i64,
     container_id: i64,
@@ -97,7 +98,7 @@ pub async fn page_of_customer(
 /// Loopboxes of the customer's containers among `container_ids`, per container, in id
 /// order, in one statement.
 pub async fn of_containers(
-    conn: &mut AnyConnection,
+    conn: &mut impl Fetch,
     customer_id: i64,
     container_ids: &[i64],
 ) -> StoreResult<HashMap<i64, Vec<Loopbox>>> {
@@ -110,11 +111,8 @@ pub async fn of_containers(
          WHERE c.customer_id = $1 AND b.container_id IN ({}) ORDER BY b.id",
         placeholders(2, container_ids.len())
     );
-    let mut query = sqlx::query_as::<_, LoopboxRow>(&sql).bind(customer_id);
-    for id in container_ids {
-        query = query.bind(*id);
-    }
-    for row in query.fetch_all(conn).await? {
+    let rows: Vec<LoopboxRow> = conn.fetch_all(&sql, &with_ids(&[Arg::Int(customer_id)], container_ids)).await?;
+    for row in rows {
         let b: Loopbox = row.into();
         out.entry(b.container_id).or_default().push(b);
     }

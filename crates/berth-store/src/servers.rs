@@ -3,9 +3,10 @@
 use berth_model::Server;
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{with_ids, Arg, Fetch};
 use crate::{new_uuid, StoreResult};
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct ServerRow {
     id: i64,
     name: String,
@@ -104,7 +105,7 @@ pub async fn many(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<Vec<Serv
 /// The servers among `ids` the customer may see: those it owns and those running one of its
 /// containers. One row per server, however many containers it runs (the nested page and
 /// the REST list used to fetch one row per container).
-pub async fn visible_to(conn: &mut AnyConnection, customer_id: i64, ids: &[i64]) -> StoreResult<Vec<Server>> {
+pub async fn visible_to(conn: &mut impl Fetch, customer_id: i64, ids: &[i64]) -> StoreResult<Vec<Server>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -113,11 +114,8 @@ pub async fn visible_to(conn: &mut AnyConnection, customer_id: i64, ids: &[i64])
          (SELECT 1 FROM containers c WHERE c.server_id = s.id AND c.customer_id = $1)) ORDER BY s.id",
         crate::placeholders(2, ids.len())
     );
-    let mut query = sqlx::query_as::<_, ServerRow>(&sql).bind(customer_id);
-    for id in ids {
-        query = query.bind(*id);
-    }
-    Ok(query.fetch_all(conn).await?.into_iter().map(Into::into).collect())
+    let rows: Vec<ServerRow> = conn.fetch_all(&sql, &with_ids(&[Arg::Int(customer_id)], ids)).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// Memory and storage (MB) already promised to containers on a server, optionally leaving one

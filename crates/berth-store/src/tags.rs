@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use berth_model::{Tag, Tagged};
 use sqlx::{AnyConnection, FromRow};
 
+use crate::fetch::{with_ids, Arg, Fetch};
 use crate::{placeholders, unix_now, StoreResult};
 
 #[derive(FromRow)]
@@ -164,7 +165,7 @@ pub fn has_any_tag_sql(kind: Tagged, object: &str, customer: &str, first: usize,
 /// Like [`names_of`], but only the customer's tags, so a batch keyed by object ids can never
 /// show another tenant's tag names.
 pub async fn owned_names_of(
-    conn: &mut AnyConnection,
+    conn: &mut impl Fetch,
     kind: Tagged,
     customer_id: i64,
     object_ids: &[i64],
@@ -179,11 +180,8 @@ pub async fn owned_names_of(
          WHERE t.customer_id = $1 AND j.{column} IN ({}) ORDER BY t.id",
         placeholders(2, object_ids.len())
     );
-    let mut query = sqlx::query_as::<_, (i64, String)>(&sql).bind(customer_id);
-    for id in object_ids {
-        query = query.bind(*id);
-    }
-    for (object_id, name) in query.fetch_all(conn).await? {
+    let rows: Vec<(i64, String)> = conn.fetch_all(&sql, &with_ids(&[Arg::Int(customer_id)], object_ids)).await?;
+    for (object_id, name) in rows {
         out.entry(object_id).or_default().push(name);
     }
     Ok(out)

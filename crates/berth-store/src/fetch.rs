@@ -1,0 +1,121 @@
+//! One way to run a read, whatever runs it: sqlx (PostgreSQL; SQLite inside a write
+//! transaction) or the inline SQLite reader ([`crate::inline`]). The hot reads are written
+//! once against [`Fetch`]; their row types derive both `sqlx::FromRow` and
+//! `serde::Deserialize`, so both paths map columns by name with the same struct.
+
+use futures::future::BoxFuture;
+use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection};
+
+use crate::inline::{inline_error, InlineReader};
+use crate::{StoreError, StoreResult, WriteTx};
+
+/// The `tracing` target of each inline statement (DEBUG).
+pub const INLINE_TARGET: &str = "berth_store::inline";
+
+/// A bound value of a `$n` placeholder: `args[n - 1]`.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// `leading` then one `Int` per id: the usual shape of a batch read (`$1 … IN ($n…)`).
+pub fn with_ids<'a>(leading: &[Arg<'a>], ids: &[i64]) -> Vec<Arg<'a>> {
+    leading.iter().copied().chain(ids.iter().map(|&id| Arg::Int(id))).collect()
+}
+
+/// A row both paths can produce.
+pub trait Row: for<'r> sqlx::FromRow<'r, AnyRow> + serde::de::DeserializeOwned + Send + Unpin + 'static {}
+impl<T: for<'r> sqlx::FromRow<'r, AnyRow> + serde::de::DeserializeOwned + Send + Unpin + 'static> Row for T {}
+
+pub trait Fetch: Send {
+    /// Every row of `sql` with `args` bound to `$1…`.
+    fn fetch_all<'a, T: Row>(&'a mut self, sql: &'a str, args: &'a [Arg<'a>]) -> BoxFuture<'a, StoreResult<Vec<T>>>;
+
+    /// The first row, if any.
+    fn fetch_optional<'a, T: Row>(
+        &'a mut self,
+        sql: &'a str,
+        args: &'a [Arg<'a>],
+    ) -> BoxFuture<'a, StoreResult<Option<T>>> {
+        Box::pin(async move { Ok(self.fetch_all(sql, args).await?.into_iter().next()) })
+    }
+}
+
+fn sqlx_fetch_all<'a, T: Row>(
+    conn: &'a mut AnyConnection,
+    sql: &'a str,
+    args: &'a [Arg<'a>],
+) -> BoxFuture<'a, StoreResult<Vec<T>>> {
+    Box::pin(async move {
+        let mut query = sqlx::query_as::<Any, T>(sql);
+        for arg in args {
+            query = match *arg {
+                Arg::Int(v) => query.bind(v),
+                Arg::Text(v) => query.bind(v),
+            };
+        }
+        Ok(query.fetch_all(conn).await?)
+    })
+}
+
+impl Fetch for AnyConnection {
+    fn fetch_all<'a, T: Row>(&'a mut self, sql: &'a str, args: &'a [Arg<'a>]) -> BoxFuture<'a, StoreResult<Vec<T>>> {
+        sqlx_fetch_all(self, sql, args)
+    }
+}
+
+impl Fetch for PoolConnection<Any> {
+    fn fetch_all<'a, T: Row>(&'a mut self, sql: &'a str, args: &'a [Arg<'a>]) -> BoxFuture<'a, StoreResult<Vec<T>>> {
+        sqlx_fetch_all(self, sql, args)
+    }
+}
+
+impl Fetch for WriteTx {
+    fn fetch_all<'a, T: Row>(&'a mut self, sql: &'a str, args: &'a [Arg<'a>]) -> BoxFuture<'a, StoreResult<Vec<T>>> {
+        sqlx_fetch_all(self, sql, args)
+    }
+}
+
+/// Reads outside any transaction: inline on SQLite files, a pooled connection otherwise.
+pub enum Reads {
+    Inline(std::sync::Arc<InlineReader>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl Fetch for Reads {
+    fn fetch_all<'a, T: Row>(&'a mut self, sql: &'a str, args: &'a [Arg<'a>]) -> BoxFuture<'a, StoreResult<Vec<T>>> {
+        match self {
+            Reads::Inline(reader) => Box::pin(std::future::ready(reader.run(|conn| inline_fetch_all(conn, sql, args)))),
+            Reads::Pooled(conn) => sqlx_fetch_all(conn, sql, args),
+        }
+    }
+}
+
+/// Runs a read on a rusqlite connection. SQLite sees `$1` as a *named* parameter, indexed by
+/// its order of first appearance (a query may use `$1` again after `$4`), so each parameter
+/// is bound by the number in its name.
+fn inline_fetch_all<T: Row>(conn: &rusqlite::Connection, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql).map_err(inline_error)?;
+    for index in 1..=statement.parameter_count() {
+        let arg = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| args.get(n.checked_sub(1)?))
+            .ok_or_else(|| StoreError::Inline(format!("parameter {index} of {sql:?} has no value")))?;
+        match *arg {
+            Arg::Int(v) => statement.raw_bind_parameter(index, v),
+            Arg::Text(v) => statement.raw_bind_parameter(index, v),
+        }
+        .map_err(inline_error)?;
+    }
+    let rows = serde_rusqlite::from_rows::<T>(statement.raw_query())
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(|e| StoreError::Inline(e.to_string()))?;
+    // As sqlx logs its statements (target `sqlx::query`), so counting them sees both paths.
+    tracing::debug!(target: INLINE_TARGET, summary = sql, rows = rows.len(), "inline read");
+    Ok(rows)
+}
