@@ -111,11 +111,14 @@ pub(crate) fn add_loaders(
         .data(ContainerDomainsLoader::data_loader(service, caller))
 }
 
-/// Loads one key through the request's loader of type `L`.
+/// Loads one key through the request's loader of type `L`, unless its page prefetched it.
 pub(crate) async fn load<L>(ctx: &Context<'_>, key: i64) -> async_graphql::Result<Option<L::Value>>
 where
     L: async_graphql::dataloader::Loader<i64, Error = async_graphql::Error>,
 {
+    if let Some(answer) = ctx.data_opt::<crate::prefetch::Prefetched>().and_then(|p| p.get::<L>(key)) {
+        return Ok(answer);
+    }
     let loader = ctx.data_opt::<DataLoader<L>>().ok_or_else(|| gql_error(berth_service::Error::Unauthenticated))?;
     loader.load_one(key).await
 }
@@ -395,6 +398,7 @@ impl ContainerQuery {
         let after = decode_after(after)?;
         let page =
             service(ctx).containers_page(&caller, after, first, tags.as_deref().unwrap_or_default()).await.gql()?;
+        prefetch_relations(ctx, &page.items).await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(page.items.into_iter().map(|c| Edge::new(IdCursor(c.id), Container(c))));
         Ok(connection)
@@ -405,6 +409,49 @@ impl ContainerQuery {
         let caller = caller(ctx)?;
         Ok(Container(service(ctx).container(&caller, uid).await.gql()?))
     }
+}
+
+/// Runs, before the nodes resolve, the batch of each relation the page's nodes select
+/// (see [`crate::prefetch`]); concurrently, so on PostgreSQL they overlap.
+async fn prefetch_relations(ctx: &Context<'_>, items: &[berth_model::Container]) -> async_graphql::Result<()> {
+    use crate::prefetch::fill;
+    let node = ctx.look_ahead().field("edges").field("node");
+    if items.is_empty() || !node.exists() {
+        return Ok(());
+    }
+    let ids = || items.iter().map(|c| c.id);
+    let wanted = |field: &str| node.field(field).exists();
+    let mut batches = Vec::new();
+    if wanted("server") {
+        batches.push(fill::<ServerLoader>(ctx, items.iter().map(|c| c.server_id)));
+    }
+    if wanted("distro") {
+        batches.push(fill::<DistroLoader>(ctx, items.iter().filter_map(|c| c.distro_id)));
+    }
+    if wanted("customDistro") {
+        let ids = items.iter().filter_map(|c| c.custom_distro_id);
+        batches.push(fill::<crate::custom_distros::CustomDistroLoader>(ctx, ids));
+    }
+    if wanted("tags") {
+        batches.push(fill::<ContainerTagsLoader>(ctx, ids()));
+    }
+    if wanted("linkedTo") {
+        batches.push(fill::<LinkedToLoader>(ctx, ids()));
+    }
+    if wanted("linkedFrom") {
+        batches.push(fill::<LinkedFromLoader>(ctx, ids()));
+    }
+    if wanted("loopboxes") {
+        batches.push(fill::<ContainerLoopboxesLoader>(ctx, ids()));
+    }
+    if wanted("legionAddress") {
+        batches.push(fill::<LegionLoader>(ctx, ids()));
+    }
+    if wanted("domains") {
+        batches.push(fill::<ContainerDomainsLoader>(ctx, ids()));
+    }
+    futures::future::try_join_all(batches).await?;
+    Ok(())
 }
 
 #[derive(Default)]

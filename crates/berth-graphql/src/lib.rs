@@ -18,6 +18,7 @@ mod loopboxes;
 mod metrics;
 mod parsed_queries;
 mod portmaps;
+mod prefetch;
 mod runtime;
 mod shared_streams;
 mod subscriptions;
@@ -89,7 +90,7 @@ pub fn prepare_request(
 ) -> async_graphql::Request {
     let mut request = parsed_queries::attach(request);
     if let Some(caller) = caller {
-        request = request.data(caller);
+        request = request.data(caller).data(prefetch::Prefetched::default());
         request = containers::add_loaders(request, service, caller);
         request = domains::add_loaders(request, service, caller);
         request = loopboxes::add_loaders(request, service, caller);
