@@ -94,21 +94,20 @@ impl Fetch for Reads {
     }
 }
 
-/// Runs a read on a rusqlite connection. SQLite sees `$1` as a *named* parameter, indexed by
-/// its order of first appearance (a query may use `$1` again after `$4`), so each parameter
-/// is bound by the number in its name.
+/// Runs a read on a rusqlite connection. SQLite reads `$1` as a *named* parameter (indexed
+/// by order of first appearance, and found by a linear search of the names, so binding a
+/// 100-id batch by name is quadratic); the text is rewritten to `?1` (numbered: index 1)
+/// first, so `args[n - 1]` binds straight at index `n`.
 fn inline_fetch_all<T: Row>(conn: &rusqlite::Connection, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
-    let mut statement = conn.prepare_cached(sql).map_err(inline_error)?;
-    for index in 1..=statement.parameter_count() {
-        let arg = statement
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| args.get(n.checked_sub(1)?))
-            .ok_or_else(|| StoreError::Inline(format!("parameter {index} of {sql:?} has no value")))?;
+    let mut statement = conn.prepare_cached(&numbered_placeholders(sql)).map_err(inline_error)?;
+    let count = statement.parameter_count();
+    if count > args.len() {
+        return Err(StoreError::Inline(format!("{sql:?} takes {count} parameters, {} given", args.len())));
+    }
+    for (i, arg) in args.iter().take(count).enumerate() {
         match *arg {
-            Arg::Int(v) => statement.raw_bind_parameter(index, v),
-            Arg::Text(v) => statement.raw_bind_parameter(index, v),
+            Arg::Int(v) => statement.raw_bind_parameter(i + 1, v),
+            Arg::Text(v) => statement.raw_bind_parameter(i + 1, v),
         }
         .map_err(inline_error)?;
     }
@@ -118,4 +117,38 @@ fn inline_fetch_all<T: Row>(conn: &rusqlite::Connection, sql: &str, args: &[Arg<
     // As sqlx logs its statements (target `sqlx::query`), so counting them sees both paths.
     tracing::debug!(target: INLINE_TARGET, summary = sql, rows = rows.len(), "inline read");
     Ok(rows)
+}
+
+/// `$n` → `?n` outside quoted strings and identifiers.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push('?');
+                continue;
+            }
+            (None, _) => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_placeholders;
+
+    #[test]
+    fn placeholders_become_numbered_outside_quotes() {
+        assert_eq!(
+            numbered_placeholders("SELECT '$1', \"a$2\" FROM t WHERE a = $1 AND b IN ($12, $3) AND c = $"),
+            "SELECT '$1', \"a$2\" FROM t WHERE a = ?1 AND b IN (?12, ?3) AND c = $"
+        );
+    }
 }
