@@ -3,8 +3,10 @@
 //!
 //! Each entity module exposes free functions taking `&mut AnyConnection`, so the same helper
 //! runs on a pooled connection ([`Store::read`]) or inside a write transaction
-//! ([`Store::write`]). The store knows SQL and nothing else: **Architecture Invariant:** no
-//! authorization or business rule lives here; `berth-service` decides, the store persists.
+//! ([`Store::write`]). The hot reads take `&mut impl fetch::Fetch` instead, which
+//! [`Store::reads`] serves inline on a SQLite file (see [`inline`]). The store knows SQL
+//! and nothing else: **Architecture Invariant:** no authorization or business rule lives
+//! here; `berth-service` decides, the store persists.
 //!
 //! SQL is written in the subset both engines share: `$n` placeholders (sqlx binds them by
 //! number on SQLite too), `RETURNING`, `ON CONFLICT`, `CAST(SUM(..) AS BIGINT)`.
@@ -20,7 +22,7 @@ pub mod error;
 pub mod events;
 pub mod fetch;
 mod flags;
-mod inline;
+pub mod inline;
 pub mod links;
 pub mod loopboxes;
 pub mod metrics;
