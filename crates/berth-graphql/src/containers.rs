@@ -413,43 +413,28 @@ impl ContainerQuery {
 
 /// Runs, before the nodes resolve, the batch of each relation the page's nodes select
 /// (see [`crate::prefetch`]); concurrently, so on PostgreSQL they overlap.
-async fn prefetch_relations(ctx: &Context<'_>, items: &[berth_model::Container]) -> async_graphql::Result<()> {
+async fn prefetch_relations<'c>(ctx: &Context<'c>, items: &[berth_model::Container]) -> async_graphql::Result<()> {
     use crate::prefetch::fill;
     let node = ctx.look_ahead().field("edges").field("node");
     if items.is_empty() || !node.exists() {
         return Ok(());
     }
     let ids = || items.iter().map(|c| c.id);
-    let wanted = |field: &str| node.field(field).exists();
-    let mut batches = Vec::new();
-    if wanted("server") {
-        batches.push(fill::<ServerLoader>(ctx, items.iter().map(|c| c.server_id)));
-    }
-    if wanted("distro") {
-        batches.push(fill::<DistroLoader>(ctx, items.iter().filter_map(|c| c.distro_id)));
-    }
-    if wanted("customDistro") {
-        let ids = items.iter().filter_map(|c| c.custom_distro_id);
-        batches.push(fill::<crate::custom_distros::CustomDistroLoader>(ctx, ids));
-    }
-    if wanted("tags") {
-        batches.push(fill::<ContainerTagsLoader>(ctx, ids()));
-    }
-    if wanted("linkedTo") {
-        batches.push(fill::<LinkedToLoader>(ctx, ids()));
-    }
-    if wanted("linkedFrom") {
-        batches.push(fill::<LinkedFromLoader>(ctx, ids()));
-    }
-    if wanted("loopboxes") {
-        batches.push(fill::<ContainerLoopboxesLoader>(ctx, ids()));
-    }
-    if wanted("legionAddress") {
-        batches.push(fill::<LegionLoader>(ctx, ids()));
-    }
-    if wanted("domains") {
-        batches.push(fill::<ContainerDomainsLoader>(ctx, ids()));
-    }
+    type Batch<'b> = futures::future::BoxFuture<'b, async_graphql::Result<()>>;
+    let relations: [(&str, &(dyn Fn() -> Batch<'c> + Sync)); 9] = [
+        ("server", &|| fill::<ServerLoader>(ctx, items.iter().map(|c| c.server_id))),
+        ("distro", &|| fill::<DistroLoader>(ctx, items.iter().filter_map(|c| c.distro_id))),
+        ("customDistro", &|| {
+            fill::<crate::custom_distros::CustomDistroLoader>(ctx, items.iter().filter_map(|c| c.custom_distro_id))
+        }),
+        ("tags", &|| fill::<ContainerTagsLoader>(ctx, ids())),
+        ("linkedTo", &|| fill::<LinkedToLoader>(ctx, ids())),
+        ("linkedFrom", &|| fill::<LinkedFromLoader>(ctx, ids())),
+        ("loopboxes", &|| fill::<ContainerLoopboxesLoader>(ctx, ids())),
+        ("legionAddress", &|| fill::<LegionLoader>(ctx, ids())),
+        ("domains", &|| fill::<ContainerDomainsLoader>(ctx, ids())),
+    ];
+    let batches = relations.iter().filter(|(field, _)| node.field(field).exists()).map(|(_, batch)| batch());
     futures::future::try_join_all(batches).await?;
     Ok(())
 }

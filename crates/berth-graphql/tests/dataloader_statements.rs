@@ -1,6 +1,6 @@
 //! A nested page of containers must cost a number of SQL statements that does not grow with
-//! the page: every relation goes through a per-request DataLoader that batches one `IN (...)`
-//! query per relation.
+//! the page: every relation is one `IN (...)` batch of its per-request loader (run up front
+//! by the page's prefetch, or by the DataLoader).
 //!
 //! sqlx logs every statement as a `tracing` event with target `sqlx::query`, the store's
 //! inline SQLite reads with target `berth_store::inline`. SQLite runs sqlx statements on a

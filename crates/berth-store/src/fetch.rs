@@ -85,11 +85,56 @@ pub enum Reads {
     Pooled(PoolConnection<Any>),
 }
 
+/// Arguments up to which a read runs on the calling worker. A page binds ~100 ids; a read
+/// with thousands (REST lists every container's relations at once) is long enough to stall
+/// the worker's other tasks, so it runs on the blocking pool instead: one hand-off for a
+/// read that costs milliseconds.
+const INLINE_MAX_ARGS: usize = 256;
+
 impl Fetch for Reads {
     fn fetch_all<'a, T: Row>(&'a mut self, sql: &'a str, args: &'a [Arg<'a>]) -> BoxFuture<'a, StoreResult<Vec<T>>> {
         match self {
-            Reads::Inline(reader) => Box::pin(std::future::ready(reader.run(|conn| inline_fetch_all(conn, sql, args)))),
+            Reads::Inline(reader) if args.len() <= INLINE_MAX_ARGS => {
+                Box::pin(std::future::ready(reader.run(|conn| inline_fetch_all(conn, sql, args))))
+            }
+            Reads::Inline(reader) => {
+                let reader = reader.clone();
+                let sql = sql.to_owned();
+                let owned: Vec<OwnedArg> = args.iter().map(|arg| arg.into()).collect();
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || {
+                        let args: Vec<Arg<'_>> = owned.iter().map(OwnedArg::borrow).collect();
+                        reader.run(|conn| inline_fetch_all(conn, &sql, &args))
+                    })
+                    .await
+                    .map_err(|e| StoreError::Inline(format!("inline read task: {e}")))?
+                })
+            }
             Reads::Pooled(conn) => sqlx_fetch_all(conn, sql, args),
+        }
+    }
+}
+
+/// An [`Arg`] that can move to another thread.
+enum OwnedArg {
+    Int(i64),
+    Text(String),
+}
+
+impl From<&Arg<'_>> for OwnedArg {
+    fn from(arg: &Arg<'_>) -> Self {
+        match *arg {
+            Arg::Int(v) => OwnedArg::Int(v),
+            Arg::Text(v) => OwnedArg::Text(v.to_owned()),
+        }
+    }
+}
+
+impl OwnedArg {
+    fn borrow(&self) -> Arg<'_> {
+        match self {
+            OwnedArg::Int(v) => Arg::Int(*v),
+            OwnedArg::Text(v) => Arg::Text(v),
         }
     }
 }

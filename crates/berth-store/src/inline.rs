@@ -7,7 +7,8 @@
 //! worker that asked, on connections of the same file that refuse writes (`query_only`).
 //! WAL mode means such a read sees every committed write and never waits for the writer.
 //! Only short reads belong here (a page, a batch of a DataLoader, a point lookup): a long
-//! one would hold up every task of the worker it runs on.
+//! one would hold up every task of the worker it runs on, so a read binding many arguments
+//! goes to the blocking pool instead (`fetch::Reads`).
 
 use std::sync::Mutex;
 use std::time::Duration;
