@@ -5,7 +5,7 @@ use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields};
 use async_graphql::{Context, Object, SimpleObject};
 use base64::Engine as _;
 use berth_service::alarms::{AlarmFilter, RaiseAlarm};
-use berth_service::{Caller, Error, Service};
+use berth_service::Error;
 
 use crate::error::GqlResult;
 use crate::{caller, service};
@@ -86,15 +86,6 @@ impl CursorType for AlarmCursor {
 pub struct AlarmTotal {
     /// How many alarms match the filters, over all pages.
     pub total_count: i64,
-}
-
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    _service: &Service,
-    _caller: Caller,
-) -> async_graphql::Request {
-    // Alarms have no relations to batch: `container` is the uid carried in the row.
-    request
 }
 
 #[derive(Default)]

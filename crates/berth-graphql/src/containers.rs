@@ -2,10 +2,8 @@
 //! DataLoader), the `containers`/`container` queries and the container mutations.
 
 use async_graphql::connection::{Connection, CursorType, Edge};
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, InputObject, MaybeUndefined, Object};
 use berth_service::containers::{ContainerChange, NewContainer};
-use berth_service::{Caller, Service};
 
 use crate::cursor::IdCursor;
 use crate::error::GqlResult;
@@ -40,13 +38,9 @@ macro_rules! batch_loader {
             caller: berth_service::Caller,
         }
 
-        impl $name {
-            pub(crate) fn data_loader(
-                service: &berth_service::Service,
-                caller: berth_service::Caller,
-            ) -> async_graphql::dataloader::DataLoader<$name> {
-                async_graphql::dataloader::DataLoader::new($name { service: service.clone(), caller }, tokio::spawn)
-                    .delay(crate::containers::loader_delay())
+        impl crate::loaders::RequestLoader for $name {
+            fn for_caller(service: &berth_service::Service, caller: berth_service::Caller) -> Self {
+                $name { service: service.clone(), caller }
             }
         }
 
@@ -95,31 +89,15 @@ batch_loader!(
     ContainerDomainsLoader, Vec<berth_model::Domain>, domains_served_today
 );
 
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    service: &Service,
-    caller: Caller,
-) -> async_graphql::Request {
-    request
-        .data(ServerLoader::data_loader(service, caller))
-        .data(DistroLoader::data_loader(service, caller))
-        .data(ContainerTagsLoader::data_loader(service, caller))
-        .data(LinkedToLoader::data_loader(service, caller))
-        .data(LinkedFromLoader::data_loader(service, caller))
-        .data(ContainerLoopboxesLoader::data_loader(service, caller))
-        .data(LegionLoader::data_loader(service, caller))
-        .data(ContainerDomainsLoader::data_loader(service, caller))
-}
-
 /// Loads one key through the request's loader of type `L`, unless its page prefetched it.
 pub(crate) async fn load<L>(ctx: &Context<'_>, key: i64) -> async_graphql::Result<Option<L::Value>>
 where
-    L: async_graphql::dataloader::Loader<i64, Error = async_graphql::Error>,
+    L: crate::loaders::RequestLoader,
 {
     if let Some(answer) = ctx.data_opt::<crate::prefetch::Prefetched>().and_then(|p| p.get::<L>(key)) {
         return Ok(answer);
     }
-    let loader = ctx.data_opt::<DataLoader<L>>().ok_or_else(|| gql_error(berth_service::Error::Unauthenticated))?;
+    let loader = crate::loaders::loader::<L>(ctx).ok_or_else(|| gql_error(berth_service::Error::Unauthenticated))?;
     loader.load_one(key).await
 }
 

@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
 use berth_service::custom_distros::{CustomDistroChange, NewCustomDistro};
-use berth_service::{Caller, Service};
 
 use crate::containers::batch_loader;
 use crate::error::GqlResult;
@@ -12,14 +11,6 @@ batch_loader!(
     /// Custom distro id → the caller's custom distro.
     CustomDistroLoader, berth_model::CustomDistro, custom_distros_by_ids
 );
-
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    service: &Service,
-    caller: Caller,
-) -> async_graphql::Request {
-    request.data(CustomDistroLoader::data_loader(service, caller))
-}
 
 /// A platform distribution (root filesystem) any container may use.
 #[derive(SimpleObject)]

@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, CursorType, Edge};
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, InputObject, MaybeUndefined, Object};
 use berth_service::domains::DomainChange;
 use berth_service::{Caller, Error, Service};
 
+use crate::containers::load;
 use crate::cursor::IdCursor;
 use crate::error::GqlResult;
+use crate::loaders::RequestLoader;
 use crate::{caller, service};
 
 /// A domain of the caller; tags and containers load in batches per request.
@@ -39,13 +41,11 @@ impl Domain {
     }
     /// Names of the caller's tags on this domain.
     async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
-        let loader = ctx.data::<DataLoader<DomainTagsLoader>>()?;
-        Ok(loader.load_one(self.0.id).await?.unwrap_or_default())
+        Ok(load::<DomainTagsLoader>(ctx, self.0.id).await?.unwrap_or_default())
     }
     /// The caller's containers that served this domain today (UTC).
     async fn containers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<crate::containers::Container>> {
-        let loader = ctx.data::<DataLoader<DomainContainersLoader>>()?;
-        let containers = loader.load_one(self.0.id).await?.unwrap_or_default();
+        let containers = load::<DomainContainersLoader>(ctx, self.0.id).await?.unwrap_or_default();
         Ok(containers.into_iter().map(crate::containers::Container).collect())
     }
 }
@@ -54,6 +54,17 @@ impl Domain {
 pub(crate) struct DomainTagsLoader {
     service: Service,
     caller: Caller,
+}
+
+impl RequestLoader for DomainTagsLoader {
+    fn for_caller(service: &Service, caller: Caller) -> Self {
+        DomainTagsLoader { service: service.clone(), caller }
+    }
+
+    /// async-graphql's default: a domain's relations are never prefetched.
+    fn delay() -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
 }
 
 impl Loader<i64> for DomainTagsLoader {
@@ -71,6 +82,17 @@ pub(crate) struct DomainContainersLoader {
     caller: Caller,
 }
 
+impl RequestLoader for DomainContainersLoader {
+    fn for_caller(service: &Service, caller: Caller) -> Self {
+        DomainContainersLoader { service: service.clone(), caller }
+    }
+
+    /// async-graphql's default: a domain's relations are never prefetched.
+    fn delay() -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+}
+
 impl Loader<i64> for DomainContainersLoader {
     type Value = Vec<berth_model::Container>;
     type Error = async_graphql::Error;
@@ -78,19 +100,6 @@ impl Loader<i64> for DomainContainersLoader {
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
         self.service.containers_serving_today(&self.caller, keys).await.gql()
     }
-}
-
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    service: &Service,
-    caller: Caller,
-) -> async_graphql::Request {
-    let spawn = |fut| {
-        tokio::spawn(fut);
-    };
-    request
-        .data(DataLoader::new(DomainTagsLoader { service: service.clone(), caller }, spawn))
-        .data(DataLoader::new(DomainContainersLoader { service: service.clone(), caller }, spawn))
 }
 
 /// Changes to a domain; omitted fields stay as they are, `note: null` clears the note.

@@ -14,6 +14,7 @@ mod domains;
 mod error;
 mod graphiql;
 mod http;
+mod loaders;
 mod loopboxes;
 mod metrics;
 mod parsed_queries;
@@ -90,15 +91,8 @@ pub fn prepare_request(
 ) -> async_graphql::Request {
     let mut request = parsed_queries::attach(request);
     if let Some(caller) = caller {
-        request = request.data(caller).data(prefetch::Prefetched::default());
-        request = containers::add_loaders(request, service, caller);
-        request = domains::add_loaders(request, service, caller);
-        request = loopboxes::add_loaders(request, service, caller);
-        request = tags::add_loaders(request, service, caller);
-        request = alarms::add_loaders(request, service, caller);
-        request = portmaps::add_loaders(request, service, caller);
-        request = custom_distros::add_loaders(request, service, caller);
-        request = runtime::add_loaders(request, service, caller);
+        request =
+            request.data(caller).data(prefetch::Prefetched::default()).data(loaders::Loaders::new(service, caller));
     }
     request
 }

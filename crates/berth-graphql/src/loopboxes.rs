@@ -3,7 +3,6 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Object};
 use berth_service::loopboxes::NewLoopbox;
-use berth_service::{Caller, Service};
 
 use crate::containers::{batch_loader, decode_after, load};
 use crate::cursor::IdCursor;
@@ -14,14 +13,6 @@ batch_loader!(
     /// Loopbox id → tag names.
     LoopboxTagsLoader, Vec<String>, tags_of_loopboxes
 );
-
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    service: &Service,
-    caller: Caller,
-) -> async_graphql::Request {
-    request.data(LoopboxTagsLoader::data_loader(service, caller))
-}
 
 /// A loopbox; `tags` is set when the loader that found it also loaded its tag names.
 pub struct Loopbox(pub berth_model::Loopbox, pub Option<Vec<String>>);

@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, InputObject, Object};
 use berth_service::portmaps::NewPortmapping;
-use berth_service::{Caller, Service};
 
 use crate::error::GqlResult;
 use crate::{caller, service};
@@ -44,15 +43,6 @@ pub struct CreatePortmappingInput {
     pub public_port: i64,
     /// 1024–65535.
     pub private_port: i64,
-}
-
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    _service: &Service,
-    _caller: Caller,
-) -> async_graphql::Request {
-    // Mappings carry their container id; uid and ip derive from it without a query.
-    request
 }
 
 #[derive(Default)]

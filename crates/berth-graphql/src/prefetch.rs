@@ -12,7 +12,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::Loader;
 use async_graphql::Context;
 use futures::future::BoxFuture;
 
@@ -51,12 +51,12 @@ pub(crate) fn fill<'a, L>(
     keys: impl IntoIterator<Item = i64>,
 ) -> BoxFuture<'a, async_graphql::Result<()>>
 where
-    L: Loader<i64, Error = async_graphql::Error>,
+    L: crate::loaders::RequestLoader,
 {
     let mut keys: Vec<i64> = keys.into_iter().collect();
     keys.sort_unstable();
     keys.dedup();
-    let (Some(prefetched), Some(loader)) = (ctx.data_opt::<Prefetched>(), ctx.data_opt::<DataLoader<L>>()) else {
+    let (Some(prefetched), Some(loader)) = (ctx.data_opt::<Prefetched>(), crate::loaders::loader::<L>(ctx)) else {
         return Box::pin(std::future::ready(Ok(())));
     };
     Box::pin(async move {
@@ -81,6 +81,12 @@ mod tests {
 
     /// Squares of even keys; odd keys have no value.
     struct Squares;
+
+    impl crate::loaders::RequestLoader for Squares {
+        fn for_caller(_: &berth_service::Service, _: berth_service::Caller) -> Self {
+            Squares
+        }
+    }
 
     impl Loader<i64> for Squares {
         type Value = i64;
@@ -126,7 +132,9 @@ mod tests {
             tokio::spawn(batch)
         });
         let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
-        let request = async_graphql::Request::new(query).data(Prefetched::default()).data(loader);
+        let request = async_graphql::Request::new(query)
+            .data(Prefetched::default())
+            .data(crate::loaders::Loaders::preset(loader));
         let response = schema.execute(request).await;
         assert!(response.errors.is_empty(), "{:?}", response.errors);
         (response.data.into_json().unwrap(), batches.load(Ordering::SeqCst))

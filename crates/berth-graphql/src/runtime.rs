@@ -14,14 +14,6 @@ batch_loader!(
     RuntimeLoader, RuntimeStatus, runtimes_of_containers
 );
 
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    service: &berth_service::Service,
-    caller: berth_service::Caller,
-) -> async_graphql::Request {
-    request.data(RuntimeLoader::data_loader(service, caller))
-}
-
 /// `Container.runtime`: the loaded status, or "never observed".
 pub(crate) async fn runtime_of(ctx: &Context<'_>, container_id: i64) -> async_graphql::Result<ContainerRuntime> {
     Ok(ContainerRuntime(load::<RuntimeLoader>(ctx, container_id).await?.unwrap_or_default()))

@@ -2,19 +2,9 @@
 
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
 use berth_service::tags::TagChange;
-use berth_service::{Caller, Service};
 
 use crate::error::GqlResult;
 use crate::{caller, service};
-
-pub(crate) fn add_loaders(
-    request: async_graphql::Request,
-    _service: &Service,
-    _caller: Caller,
-) -> async_graphql::Request {
-    // Tag names of each object are loaded by that object's module (by object id).
-    request
-}
 
 #[derive(SimpleObject)]
 pub struct Tag {

@@ -48,9 +48,11 @@ pub async fn targets_of(
     if container_ids.is_empty() {
         return Ok(out);
     }
+    // In primary-key order (from, to): each container's targets still come in `to_id` order,
+    // and SQLite needs no temporary b-tree to sort them.
     let sql = format!(
         "SELECT l.container_id, l.to_id FROM container_links l JOIN containers c ON c.id = l.container_id \
-         WHERE c.customer_id = $1 AND l.container_id IN ({}) ORDER BY l.to_id",
+         WHERE c.customer_id = $1 AND l.container_id IN ({}) ORDER BY l.container_id, l.to_id",
         placeholders(2, container_ids.len())
     );
     let rows: Vec<(i64, i64)> = conn.fetch_all(&sql, &with_ids(&[Arg::Int(customer_id)], container_ids)).await?;

@@ -175,9 +175,13 @@ pub async fn owned_names_of(
         return Ok(out);
     }
     let (table, column) = join_table(kind);
+    // Driven by the object ids through the join table's primary key, in its order (object,
+    // tag id): `+t.customer_id` keeps SQLite from starting at every tag of the customer and
+    // probing each against the id list, which grew with the customer's tag count and sorted
+    // the result in a temporary b-tree. PostgreSQL reads `+x` as `x`.
     let sql = format!(
         "SELECT j.{column}, t.name FROM {table} j JOIN tags t ON t.id = j.tag_id \
-         WHERE t.customer_id = $1 AND j.{column} IN ({}) ORDER BY t.id",
+         WHERE +t.customer_id = $1 AND j.{column} IN ({}) ORDER BY j.{column}, j.tag_id",
         placeholders(2, object_ids.len())
     );
     let rows: Vec<(i64, String)> = conn.fetch_all(&sql, &with_ids(&[Arg::Int(customer_id)], object_ids)).await?;
