@@ -7,54 +7,8 @@ use berth_service::containers::{ContainerChange, NewContainer};
 
 use crate::cursor::IdCursor;
 use crate::error::GqlResult;
+use crate::loaders::{batch_loader, load};
 use crate::{caller, gql_error, service};
-
-/// How long a loader collects keys before it runs its batch. The default 1 ms is shorter
-/// than resolving a page of 100 nodes takes in a debug build, which split batches; a few
-/// milliseconds keep one statement per relation at a small latency cost.
-pub const LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
-
-static LOADER_DELAY_MICROS: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(LOADER_DELAY.as_micros() as u64);
-
-/// Changes the batching delay of every DataLoader built from now on (process-wide). The
-/// statement-count test sets a long one, so that a loaded machine resolving a page slower
-/// than 5 ms cannot split a batch and the test measures the loader design alone.
-pub fn set_loader_delay(delay: std::time::Duration) {
-    LOADER_DELAY_MICROS.store(delay.as_micros().min(u128::from(u64::MAX)) as u64, std::sync::atomic::Ordering::Relaxed);
-}
-
-pub(crate) fn loader_delay() -> std::time::Duration {
-    std::time::Duration::from_micros(LOADER_DELAY_MICROS.load(std::sync::atomic::Ordering::Relaxed))
-}
-
-/// Defines a DataLoader for one relation: keys are row ids, the value comes from one
-/// service batch method that takes the caller, so the batch holds only the caller's rows.
-macro_rules! batch_loader {
-    ($(#[$doc:meta])* $name:ident, $value:ty, $method:ident) => {
-        $(#[$doc])*
-        pub(crate) struct $name {
-            service: berth_service::Service,
-            caller: berth_service::Caller,
-        }
-
-        impl crate::loaders::RequestLoader for $name {
-            fn for_caller(service: &berth_service::Service, caller: berth_service::Caller) -> Self {
-                $name { service: service.clone(), caller }
-            }
-        }
-
-        impl async_graphql::dataloader::Loader<i64> for $name {
-            type Value = $value;
-            type Error = async_graphql::Error;
-
-            async fn load(&self, keys: &[i64]) -> Result<std::collections::HashMap<i64, $value>, Self::Error> {
-                self.service.$method(&self.caller, keys).await.map_err(crate::gql_error)
-            }
-        }
-    };
-}
-pub(crate) use batch_loader;
 
 batch_loader!(
     /// Server id → the server, if the caller may see it.
@@ -88,18 +42,6 @@ batch_loader!(
     /// Container id → the caller's domains it served today.
     ContainerDomainsLoader, Vec<berth_model::Domain>, domains_served_today
 );
-
-/// Loads one key through the request's loader of type `L`, unless its page prefetched it.
-pub(crate) async fn load<L>(ctx: &Context<'_>, key: i64) -> async_graphql::Result<Option<L::Value>>
-where
-    L: crate::loaders::RequestLoader,
-{
-    if let Some(answer) = ctx.data_opt::<crate::prefetch::Prefetched>().and_then(|p| p.get::<L>(key)) {
-        return Ok(answer);
-    }
-    let loader = crate::loaders::loader::<L>(ctx).ok_or_else(|| gql_error(berth_service::Error::Unauthenticated))?;
-    loader.load_one(key).await
-}
 
 /// A container: the desired state the platform makes real.
 pub struct Container(pub berth_model::Container);

@@ -3,8 +3,8 @@
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
 use berth_service::custom_distros::{CustomDistroChange, NewCustomDistro};
 
-use crate::containers::batch_loader;
 use crate::error::GqlResult;
+use crate::loaders::batch_loader;
 use crate::{caller, service};
 
 batch_loader!(

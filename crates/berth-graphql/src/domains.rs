@@ -1,18 +1,14 @@
 //! Domains: the `Domain` type, its relations (tags; containers that served it today) and
 //! domain queries and mutations.
 
-use std::collections::HashMap;
-
 use async_graphql::connection::{Connection, CursorType, Edge};
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, InputObject, MaybeUndefined, Object};
 use berth_service::domains::DomainChange;
-use berth_service::{Caller, Error, Service};
+use berth_service::Error;
 
-use crate::containers::load;
 use crate::cursor::IdCursor;
 use crate::error::GqlResult;
-use crate::loaders::RequestLoader;
+use crate::loaders::{batch_loader, load};
 use crate::{caller, service};
 
 /// A domain of the caller; tags and containers load in batches per request.
@@ -50,57 +46,14 @@ impl Domain {
     }
 }
 
-/// Tag names per domain id.
-pub(crate) struct DomainTagsLoader {
-    service: Service,
-    caller: Caller,
-}
-
-impl RequestLoader for DomainTagsLoader {
-    fn for_caller(service: &Service, caller: Caller) -> Self {
-        DomainTagsLoader { service: service.clone(), caller }
-    }
-
-    /// async-graphql's default: a domain's relations are never prefetched.
-    fn delay() -> std::time::Duration {
-        std::time::Duration::from_millis(1)
-    }
-}
-
-impl Loader<i64> for DomainTagsLoader {
-    type Value = Vec<String>;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Vec<String>>, Self::Error> {
-        self.service.domain_tags(&self.caller, keys).await.gql()
-    }
-}
-
-/// Containers that served a domain today, per domain id.
-pub(crate) struct DomainContainersLoader {
-    service: Service,
-    caller: Caller,
-}
-
-impl RequestLoader for DomainContainersLoader {
-    fn for_caller(service: &Service, caller: Caller) -> Self {
-        DomainContainersLoader { service: service.clone(), caller }
-    }
-
-    /// async-graphql's default: a domain's relations are never prefetched.
-    fn delay() -> std::time::Duration {
-        std::time::Duration::from_millis(1)
-    }
-}
-
-impl Loader<i64> for DomainContainersLoader {
-    type Value = Vec<berth_model::Container>;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        self.service.containers_serving_today(&self.caller, keys).await.gql()
-    }
-}
+batch_loader!(
+    /// Domain id → names of the caller's tags on it.
+    DomainTagsLoader, Vec<String>, domain_tags
+);
+batch_loader!(
+    /// Domain id → the caller's containers that served it today.
+    DomainContainersLoader, Vec<berth_model::Container>, containers_serving_today
+);
 
 /// Changes to a domain; omitted fields stay as they are, `note: null` clears the note.
 #[derive(InputObject, Default)]

@@ -29,9 +29,9 @@ mod telemetry;
 use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};
 
-pub use containers::{set_loader_delay, LOADER_DELAY};
 pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::{router, WS_READ_BUFFER};
+pub use loaders::{set_loader_delay, LOADER_DELAY};
 pub use telemetry::GraphqlMetrics;
 
 #[derive(MergedObject, Default)]

@@ -4,9 +4,10 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Object};
 use berth_service::loopboxes::NewLoopbox;
 
-use crate::containers::{batch_loader, decode_after, load};
+use crate::containers::decode_after;
 use crate::cursor::IdCursor;
 use crate::error::GqlResult;
+use crate::loaders::{batch_loader, load};
 use crate::{caller, service};
 
 batch_loader!(

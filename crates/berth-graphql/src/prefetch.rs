@@ -26,13 +26,13 @@ type Answers<L> = HashMap<i64, Option<<L as Loader<i64>>::Value>>;
 impl Prefetched {
     /// The answer of loader `L` for `key`, if it was prefetched.
     pub(crate) fn get<L: Loader<i64>>(&self, key: i64) -> Option<Option<L::Value>> {
-        let all = self.0.lock().expect("prefetched relations poisoned");
+        let all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let answers = all.get(&TypeId::of::<L>())?.downcast_ref::<Answers<L>>()?;
         answers.get(&key).cloned()
     }
 
     fn keep<L: Loader<i64>>(&self, keys: &[i64], mut found: HashMap<i64, L::Value>) {
-        let mut all = self.0.lock().expect("prefetched relations poisoned");
+        let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let answers = all
             .entry(TypeId::of::<L>())
             .or_insert_with(|| Box::new(Answers::<L>::new()))
@@ -102,7 +102,7 @@ mod tests {
     #[Object]
     impl Node {
         async fn square(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
-            crate::containers::load::<Squares>(ctx, self.0).await
+            crate::loaders::load::<Squares>(ctx, self.0).await
         }
     }
 

@@ -5,8 +5,8 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use berth_service::runtime::{ExecCommand, LogEntry, RuntimeStatus};
 
-use crate::containers::{batch_loader, load};
 use crate::error::GqlResult;
+use crate::loaders::{batch_loader, load};
 use crate::{caller, service};
 
 batch_loader!(
