@@ -8,7 +8,9 @@
 #
 # Routes: healthz (static), typename ({ __typename }: GraphQL without SQL), me
 # ({ me { company } }), page (the nested 100-container page), restme (REST GET /api/me, which
-# lists every container uid). Needs wrk; run as in load.sh.
+# lists every container uid). Needs wrk; run as in load.sh. "server µs/req" is the server's
+# CPU (utime + stime from /proc) over the wrk run divided by the requests answered: the
+# figure least moved by wrk sharing the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$#" -ge 1 ] || { echo "usage: $0 BIN [BIN...]" >&2; exit 2; }
@@ -24,8 +26,11 @@ ROUTES="${ROUTES:-healthz typename me page}"
 "${NICE[@]}" cargo bench -q -p berth-benches --bench seed --no-run >&2
 BIN="$1" seed_containers "$CONTAINERS"
 
-echo "| build | route | requests/s | p50 ms | p99 ms |"
-echo "|---|---|---:|---:|---:|"
+# utime + stime of the server, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+
+echo "| build | route | requests/s | p50 ms | p99 ms | server µs/req |"
+echo "|---|---|---:|---:|---:|---:|"
 for _ in 1 2; do
     for bin in "$@"; do
         BIN="$bin" start_berth
@@ -38,10 +43,14 @@ for _ in 1 2; do
                 restme) method=GET; path=/api/me; body=""; a="$AUTH" ;;
                 *) echo "unknown route $route" >&2; exit 2 ;;
             esac
+            before="$(cpu_ticks)"
             line="$(WRK_METHOD="$method" WRK_BODY="$body" WRK_AUTH="$a" "${NICE[@]}" wrk -t2 -c"$CONNECTIONS" \
                 -d"$DURATION" --timeout 10s --latency -s benches/wrk/request.lua "http://$addr$path" | grep '^WRKRESULT')"
+            after="$(cpu_ticks)"
             get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
-            echo "| $bin | $route | $(get rps) | $(get p50_ms) | $(get p99_ms) |"
+            per_request="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$(get requests)" \
+                'BEGIN { printf "%.1f", n > 0 ? t / hz * 1e6 / n : 0 }')"
+            echo "| $bin | $route | $(get rps) | $(get p50_ms) | $(get p99_ms) | $per_request |"
         done
         stop_berth
     done

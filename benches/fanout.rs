@@ -76,6 +76,17 @@ fn args() -> Option<Args> {
     have_addr.then_some(a)
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in ms. /proc counts
+/// it in clock ticks of USER_HZ, which Linux fixes at 100 for user space.
+fn cpu_ms(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, so utime
+    // (14) and stime (15) are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
 fn vm_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -251,6 +262,10 @@ async fn run(a: Arc<Args>) {
     let mut all_delivered: Vec<f64> = Vec::new();
     let mut post_times: Vec<f64> = Vec::new();
     let mut rss_after = None;
+    // CPU of both processes from the end of the warm-up to the end of the last round: per
+    // round, what one fan-out costs the server and this client on the shared cores.
+    let cpu_now = || (a.server_pid.and_then(|p| cpu_ms(&p.to_string())), cpu_ms("self"));
+    let mut cpu_at_start = (None, None);
     for round in 0..=a.rounds {
         let t0 = Instant::now();
         let data = graphql(&http, &a, &authorization, &raise).await;
@@ -281,6 +296,7 @@ async fn run(a: Arc<Args>) {
             println!("warm-up round: all {} subscribers had alarm {id} after {last:.1} ms", a.subscribers);
             tokio::time::sleep(Duration::from_secs(2)).await;
             rss_after = a.server_pid.and_then(vm_rss_kib);
+            cpu_at_start = cpu_now();
         } else {
             println!("round {round}: POST {:.1} ms, all delivered after {last:.1} ms", posted.as_secs_f64() * 1e3);
             per_subscriber.extend(latencies);
@@ -289,6 +305,7 @@ async fn run(a: Arc<Args>) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let cpu_at_end = cpu_now();
     let sort = |v: &mut Vec<f64>| v.sort_by(|x, y| x.partial_cmp(y).unwrap());
     sort(&mut per_subscriber);
     sort(&mut all_delivered);
@@ -311,6 +328,14 @@ async fn run(a: Arc<Args>) {
         "RESULT raiseAlarm POST ms: p50={:.1} p99={:.1}",
         percentile(&post_times, 50.0),
         percentile(&post_times, 99.0)
+    );
+    let per_round = |start: Option<u64>, end: Option<u64>| {
+        start.zip(end).map_or("?".to_owned(), |(s, e)| format!("{:.1}", (e - s) as f64 / a.rounds.max(1) as f64))
+    };
+    println!(
+        "RESULT CPU per round ms (pauses between rounds included, idle): server={} client={}",
+        per_round(cpu_at_start.0, cpu_at_end.0),
+        per_round(cpu_at_start.1, cpu_at_end.1)
     );
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         let per = (after.saturating_sub(before)) as f64 / a.subscribers as f64;

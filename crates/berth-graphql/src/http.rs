@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
+use async_graphql::http::{MultipartOptions, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse};
+use axum::body::{Body, Bytes};
 use axum::extract::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -57,11 +58,6 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
         .route("/graphql/ws", get(websocket))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(axum::middleware::from_fn(refuse_declared_oversize))
-        // Outermost, so it also sees the limit layer's own 413.
-        .layer(axum::middleware::map_response(too_large_as_graphql))
         .merge(crate::graphiql::routes())
         .with_state(state)
 }
@@ -70,13 +66,17 @@ async fn post_graphql(
     State(state): State<GraphqlState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+    body: Body,
 ) -> Response {
-    let request = match request {
-        Ok(r) => r.into_inner(),
-        Err(rejection) => return bad_request(&rejection.0.to_string()),
+    let bytes = match read_body(&headers, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
     };
-    execute(&state, peer, &headers, request).await
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default()).await {
+        Ok(request) => execute(&state, peer, &headers, request).await,
+        Err(e) => bad_request(&e.to_string()),
+    }
 }
 
 /// How long a WebSocket may stay open without a successful `connection_init`.
@@ -370,27 +370,29 @@ fn bad_request(message: &str) -> Response {
 /// writing when the server closes gets a connection reset instead of the answer.
 const DRAIN_LIMIT: usize = 8 * MAX_BODY;
 
-/// A body whose declared length is over the limit is answered 413 after reading it (up to
-/// [`DRAIN_LIMIT`]), so the client sees the typed error; bodies without a length are cut
-/// by the limit layer as they stream.
-async fn refuse_declared_oversize(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+/// The request body, at most [`MAX_BODY`] bytes; a longer one is answered 413 with a typed
+/// error. A body whose declared length is over the limit is read (up to [`DRAIN_LIMIT`])
+/// and dropped first, so the client sees the answer; one without a length is cut as it
+/// streams, at the limit.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
+        return Err(too_large());
     }
-    next.run(request).await
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let over_limit = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_large()
+        } else {
+            bad_request(&format!("could not read the request body: {e}"))
+        }
+    })
 }
 
-/// The body limit answers 413 in plain text; GraphQL clients get a typed error instead.
-async fn too_large_as_graphql(response: Response) -> Response {
-    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
-        return response;
-    }
+fn too_large() -> Response {
     let body = error_body(&format!("request body larger than {MAX_BODY} bytes"), ErrorCode::BadUserInput);
     (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
