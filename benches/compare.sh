@@ -49,7 +49,7 @@ for _ in 1 2; do
             after="$(cpu_ticks)"
             get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
             per_request="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$(get requests)" \
-                'BEGIN { printf "%.1f", n > 0 ? t / hz * 1e6 / n : 0 }')"
+                'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')"
             echo "| $bin | $route | $(get rps) | $(get p50_ms) | $(get p99_ms) | $per_request |"
         done
         stop_berth
