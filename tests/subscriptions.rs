@@ -1,7 +1,8 @@
 //! Live subscriptions over `/graphql/ws`, end to end against the real binary: both
 //! WebSocket protocols, `connection_init` credentials (basic, bearer, key case), tenant
 //! isolation and filters, slow subscribers, reconnects, container events, and two gateways
-//! sharing one PostgreSQL database (LISTEN/NOTIFY).
+//! sharing one PostgreSQL database (LISTEN/NOTIFY), which also carries `berth admin`'s
+//! container changes.
 //!
 //! Absence is proven by ordering, never by sleeping: to show a subscriber does not get event
 //! X, raise X, then an event Y it must get; its first message has to be Y.
@@ -568,6 +569,34 @@ async fn two_gateways_share_events_through_postgres() {
     on2.close().await;
     drop(g2);
     drop(g1);
+}
+
+// 9b. `berth admin` runs in a process of its own: on PostgreSQL the containers it creates and
+// removes are announced to every gateway (CREATED, DELETED), still only to their owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_container_changes_reach_subscribers_through_postgres() {
+    let Some(berth) = Berth::start_postgres().await else { return };
+    let (l, uid) = customer_with_container(&berth, "lena").await;
+    let (other, _) = customer_with_container(&berth, "mona").await;
+    let server = berth.fixture_server(None).await;
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&l.auth())).await;
+    let sub = ws.subscribe("subscription { containerEvents { container kind generation } }", json!({})).await;
+    let reboot = "mutation($u: Int!) { updateContainer(uid: $u, input: { reboot: true }) { generation } }";
+    sync_with(&mut ws, &sub, "/containerEvents/generation", || async {
+        berth.gql_ok(l.auth(), reboot, json!({ "u": uid })).await["updateContainer"]["generation"].clone()
+    })
+    .await;
+
+    // Another customer's container, created and removed by the operator: never seen.
+    let theirs = berth.fixture_container(&other.username, &server.name, 64, 64).await;
+    berth.admin(&["container", "remove", "--uid", &theirs.to_string()]).await;
+    let mine = berth.fixture_container(&l.username, &server.name, 64, 64).await;
+    let event = ws.next_data(&sub).await["containerEvents"].clone();
+    assert_eq!((event["kind"].as_str(), event["container"].as_i64()), (Some("CREATED"), Some(mine)), "{event}");
+    berth.admin(&["container", "remove", "--uid", &uid.to_string()]).await;
+    let event = ws.next_data(&sub).await["containerEvents"].clone();
+    assert_eq!((event["kind"].as_str(), event["container"].as_i64()), (Some("DELETED"), Some(uid)), "{event}");
+    ws.close().await;
 }
 
 // 10. Queries and mutations over the socket run as over HTTP (the caller's DataLoaders:

@@ -10,12 +10,19 @@ use crate::alarms::Alarm;
 use crate::error::GqlResult;
 use crate::{caller, service};
 
+/// What happened to the container.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum ContainerEventKind {
+    /// Created (by you, or by the operator on a PostgreSQL deployment).
     Created,
+    /// Changed without a restart.
     Updated,
+    /// Changed in a way that restarts it (the generation moved forward).
     Restart,
+    /// Its server's agent observed a new state.
     State,
+    /// Removed by the operator (announced on a PostgreSQL deployment; on SQLite the
+    /// operator's commands run outside the gateway and are not announced).
     Deleted,
 }
 

@@ -10,8 +10,8 @@
 
 use std::net::IpAddr;
 
-use berth_model::{validate, Container, Customer, Distro, Domain, News, Server};
-use berth_store::{accounts, containers, distros, domains, news, servers, AnyConnection, Store, StoreError};
+use berth_model::{validate, Container, ContainerEventKind, Customer, Distro, Domain, News, Server};
+use berth_store::{accounts, containers, distros, domains, events, news, servers, AnyConnection, Store, StoreError};
 
 use crate::account::{password_hash_for, CreatedToken};
 use crate::auth::{format_token, mint_token_secret};
@@ -199,17 +199,24 @@ impl Admin {
         )
         .await?;
         tx.commit().await?;
+        let created = crate::containers::container_event(&container, ContainerEventKind::Created);
+        events::publish_from_outside(&self.store, created).await;
         Ok(container)
     }
 
     /// Deletes a container by uid (customers cannot: the reference has no such route). Its
-    /// server's agent sees it gone and removes what ran, leaving nothing on the host.
+    /// server's agent sees it gone and removes what ran, leaving nothing on the host: at once
+    /// on PostgreSQL, where the `DELETED` event reaches every gateway (and the customer's
+    /// `containerEvents`), at its next resync on SQLite (see
+    /// [`events::publish_from_outside`]).
     pub async fn remove_container(&self, uid: i64) -> Result<Container> {
         let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
         let mut tx = self.store.write().await?;
         let container = containers::get(&mut tx, id).await?.ok_or(Error::NotFound("container"))?;
         containers::delete(&mut tx, id).await?;
         tx.commit().await?;
+        let deleted = crate::containers::container_event(&container, ContainerEventKind::Deleted);
+        events::publish_from_outside(&self.store, deleted).await;
         Ok(container)
     }
 

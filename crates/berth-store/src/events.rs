@@ -268,16 +268,32 @@ async fn notify(store: &Store, payloads: Vec<String>) -> Result<(), sqlx::Error>
     tx.commit().await
 }
 
+/// NOTIFYs `event` to every gateway's listener; a failure is logged (the change itself is
+/// committed, and agents still find it at their next resync).
+async fn notify_event(store: &Store, event: Event) {
+    let payloads = match payloads(event) {
+        Ok(p) => p,
+        Err(e) => return tracing::error!(error = %e, "cannot encode an event"),
+    };
+    if let Err(e) = notify(store, payloads).await {
+        tracing::error!(error = %e, "cannot publish an event");
+    }
+}
+
+/// Publishes the event of a committed change from a process that runs no bus (the
+/// `berth admin` commands): on PostgreSQL every gateway hears it, as if one of them had
+/// published it. On SQLite the bus lives inside `berth serve`, out of another process's
+/// reach, so nothing is sent: the server's agent finds the change at its next resync.
+pub async fn publish_from_outside(store: &Store, event: Event) {
+    if store.engine() == Engine::Postgres {
+        notify_event(store, event).await;
+    }
+}
+
 #[async_trait]
 impl EventBus for PgBus {
     async fn publish(&self, event: Event) {
-        let payloads = match payloads(event) {
-            Ok(p) => p,
-            Err(e) => return tracing::error!(error = %e, "cannot encode an event"),
-        };
-        if let Err(e) = notify(&self.store, payloads).await {
-            tracing::error!(error = %e, "cannot publish an event");
-        }
+        notify_event(&self.store, event).await;
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
