@@ -1,8 +1,8 @@
 //! Live subscriptions over `/graphql/ws`, end to end against the real binary: both
 //! WebSocket protocols, `connection_init` credentials (basic, bearer, key case), tenant
 //! isolation and filters, slow subscribers, reconnects, container events, and two gateways
-//! sharing one PostgreSQL database (LISTEN/NOTIFY), which also carries `berth admin`'s
-//! container changes.
+//! sharing one PostgreSQL database (LISTEN/NOTIFY), and `berth admin`'s container changes
+//! reaching subscribers from outside the gateway.
 //!
 //! Absence is proven by ordering, never by sleeping: to show a subscriber does not get event
 //! X, raise X, then an event Y it must get; its first message has to be Y.
@@ -571,11 +571,10 @@ async fn two_gateways_share_events_through_postgres() {
     drop(g1);
 }
 
-// 9b. `berth admin` runs in a process of its own: on PostgreSQL the containers it creates and
-// removes are announced to every gateway (CREATED, DELETED), still only to their owner.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_container_changes_reach_subscribers_through_postgres() {
-    let Some(berth) = Berth::start_postgres().await else { return };
+// 9b. `berth admin` runs in a process of its own, out of reach of the gateway's bus: the
+// containers it creates and removes are announced all the same (CREATED, DELETED), on SQLite
+// through the outbox `berth serve` polls, on PostgreSQL by NOTIFY; still only to their owner.
+async fn operator_container_changes_reach_subscribers(berth: Berth) {
     let (l, uid) = customer_with_container(&berth, "lena").await;
     let (other, _) = customer_with_container(&berth, "mona").await;
     let server = berth.fixture_server(None).await;
@@ -596,7 +595,24 @@ async fn operator_container_changes_reach_subscribers_through_postgres() {
     berth.admin(&["container", "remove", "--uid", &uid.to_string()]).await;
     let event = ws.next_data(&sub).await["containerEvents"].clone();
     assert_eq!((event["kind"].as_str(), event["container"].as_i64()), (Some("DELETED"), Some(uid)), "{event}");
+    // A refused command announces nothing: the next event is the one after it.
+    let out = berth.admin_output(&["container", "remove", "--uid", &uid.to_string()]).await;
+    assert!(!out.status.success(), "removing a removed container must fail");
+    berth.admin(&["container", "remove", "--uid", &mine.to_string()]).await;
+    let event = ws.next_data(&sub).await["containerEvents"].clone();
+    assert_eq!((event["kind"].as_str(), event["container"].as_i64()), (Some("DELETED"), Some(mine)), "{event}");
     ws.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_container_changes_reach_subscribers_on_sqlite() {
+    operator_container_changes_reach_subscribers(Berth::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_container_changes_reach_subscribers_through_postgres() {
+    let Some(berth) = Berth::start_postgres().await else { return };
+    operator_container_changes_reach_subscribers(berth).await;
 }
 
 // 10. Queries and mutations over the socket run as over HTTP (the caller's DataLoaders:

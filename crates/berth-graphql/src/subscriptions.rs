@@ -13,7 +13,7 @@ use crate::{caller, service};
 /// What happened to the container.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum ContainerEventKind {
-    /// Created (by you, or by the operator on a PostgreSQL deployment).
+    /// Created (by you or by the operator).
     Created,
     /// Changed without a restart.
     Updated,
@@ -21,8 +21,7 @@ pub enum ContainerEventKind {
     Restart,
     /// Its server's agent observed a new state.
     State,
-    /// Removed by the operator (announced on a PostgreSQL deployment; on SQLite the
-    /// operator's commands run outside the gateway and are not announced).
+    /// Removed by the operator.
     Deleted,
 }
 

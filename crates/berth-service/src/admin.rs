@@ -198,25 +198,24 @@ impl Admin {
             },
         )
         .await?;
-        tx.commit().await?;
         let created = crate::containers::container_event(&container, ContainerEventKind::Created);
-        events::publish_from_outside(&self.store, created).await;
+        events::announce(&mut tx, self.store.engine(), created).await?;
+        tx.commit().await?;
         Ok(container)
     }
 
     /// Deletes a container by uid (customers cannot: the reference has no such route). Its
-    /// server's agent sees it gone and removes what ran, leaving nothing on the host: at once
-    /// on PostgreSQL, where the `DELETED` event reaches every gateway (and the customer's
-    /// `containerEvents`), at its next resync on SQLite (see
-    /// [`events::publish_from_outside`]).
+    /// server's agent sees it gone and removes what ran, leaving nothing on the host. Like a
+    /// created one, the change is announced to the gateways ([`events::announce`]): the
+    /// owner's `containerEvents` get `DELETED`, and the agent acts at once.
     pub async fn remove_container(&self, uid: i64) -> Result<Container> {
         let id = berth_model::id_of_uid(uid).ok_or(Error::NotFound("container"))?;
         let mut tx = self.store.write().await?;
         let container = containers::get(&mut tx, id).await?.ok_or(Error::NotFound("container"))?;
         containers::delete(&mut tx, id).await?;
-        tx.commit().await?;
         let deleted = crate::containers::container_event(&container, ContainerEventKind::Deleted);
-        events::publish_from_outside(&self.store, deleted).await;
+        events::announce(&mut tx, self.store.engine(), deleted).await?;
+        tx.commit().await?;
         Ok(container)
     }
 

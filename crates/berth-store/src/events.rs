@@ -1,6 +1,8 @@
 //! The event bus: how a committed change reaches live subscribers.
 //!
-//! On SQLite everything runs in one process, so an in-process broadcast is the bus. On
+//! On SQLite the gateway is one process, so an in-process broadcast is the bus; changes
+//! made by another process (`berth admin`) reach it through the `event_outbox` table, written
+//! in the change's transaction and polled by the gateway ([`announce`]). On
 //! PostgreSQL several gateways share the database, so events travel through
 //! `LISTEN/NOTIFY`: publishing is a `NOTIFY`, and every gateway (the publisher included)
 //! hears it on its listener and rebroadcasts it locally. NOTIFY payloads are capped at
@@ -22,7 +24,7 @@ use berth_model::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::{Engine, Store, StoreResult};
+use crate::{AnyConnection, Engine, Store, StoreError, StoreResult};
 
 /// Events a subscriber may fall behind by before it is dropped.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
@@ -39,7 +41,7 @@ pub trait EventBus: Send + Sync {
 /// The bus for the store's engine: in-process on SQLite, LISTEN/NOTIFY on PostgreSQL.
 pub async fn bus_for(store: &Store, url: &str) -> StoreResult<Arc<dyn EventBus>> {
     Ok(match store.engine() {
-        Engine::Sqlite => Arc::new(LocalBus::new()),
+        Engine::Sqlite => Arc::new(LocalBus::watching_outbox(store.clone()).await?),
         Engine::Postgres => Arc::new(PgBus::start(store.clone(), url).await?),
     })
 }
@@ -51,6 +53,46 @@ pub struct LocalBus {
 impl LocalBus {
     pub fn new() -> LocalBus {
         LocalBus { tx: broadcast::channel(SUBSCRIBER_QUEUE).0 }
+    }
+
+    /// A bus that also rebroadcasts what other processes [`announce`] in `event_outbox`
+    /// from now on, looking every [`OUTBOX_POLL`].
+    pub async fn watching_outbox(store: Store) -> StoreResult<LocalBus> {
+        let bus = LocalBus::new();
+        let tx = bus.tx.clone();
+        let (mut last,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM event_outbox").fetch_one(store.pool()).await?;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(OUTBOX_POLL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let rows: Vec<(i64, String)> =
+                    match sqlx::query_as("SELECT id, payload FROM event_outbox WHERE id > $1 ORDER BY id")
+                        .bind(last)
+                        .fetch_all(store.pool())
+                        .await
+                    {
+                        Ok(rows) => rows,
+                        // The gateway is stopping.
+                        Err(_) if store.pool().is_closed() => return,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the event outbox; retrying");
+                            continue;
+                        }
+                    };
+                for (id, payload) in rows {
+                    last = id;
+                    match serde_json::from_str::<Event>(&payload) {
+                        Ok(event) => {
+                            let _ = tx.send(Arc::new(event));
+                        }
+                        Err(e) => tracing::warn!(error = %e, id, "ignoring a malformed outbox event"),
+                    }
+                }
+            }
+        });
+        Ok(bus)
     }
 }
 
@@ -256,16 +298,58 @@ async fn decode(store: &Store, parts: &mut Reassembly, payload: &str) -> Option<
 /// Sends the payloads of one event; parts in one transaction, so PostgreSQL queues them
 /// together and in order.
 async fn notify(store: &Store, payloads: Vec<String>) -> Result<(), sqlx::Error> {
-    const SQL: &str = "SELECT pg_notify($1, $2)";
     if let [payload] = payloads.as_slice() {
-        sqlx::query(SQL).bind(CHANNEL).bind(payload.as_str()).execute(store.pool()).await?;
+        sqlx::query(NOTIFY).bind(CHANNEL).bind(payload.as_str()).execute(store.pool()).await?;
         return Ok(());
     }
     let mut tx = store.pool().begin().await?;
-    for payload in payloads {
-        sqlx::query(SQL).bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
-    }
+    notify_in(&mut tx, &payloads).await?;
     tx.commit().await
+}
+
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// The NOTIFYs of one event on `conn`; inside a transaction PostgreSQL sends them at commit.
+async fn notify_in(conn: &mut AnyConnection, payloads: &[String]) -> Result<(), sqlx::Error> {
+    for payload in payloads {
+        sqlx::query(NOTIFY).bind(CHANNEL).bind(payload.as_str()).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// How often `berth serve` on SQLite looks for events other processes announced.
+pub const OUTBOX_POLL: Duration = Duration::from_millis(250);
+/// Announced events older than this are pruned (by the next announcement): a gateway that
+/// was down meanwhile does not replay them anyway.
+const OUTBOX_KEEP_SECS: i64 = 3600;
+
+/// Announces the event of a change made by a process that runs no bus (the `berth admin`
+/// commands), inside the change's transaction `conn`, so it goes out if and only if the
+/// change commits. On PostgreSQL it is NOTIFYs, which every gateway's listener hears at
+/// commit; on SQLite a row of `event_outbox`, which `berth serve` polls
+/// ([`LocalBus::watching_outbox`]).
+pub async fn announce(conn: &mut AnyConnection, engine: Engine, event: Event) -> StoreResult<()> {
+    match engine {
+        Engine::Postgres => {
+            let payloads = payloads(event).map_err(|e| StoreError::Corrupt(format!("cannot encode an event: {e}")))?;
+            notify_in(conn, &payloads).await?;
+        }
+        Engine::Sqlite => {
+            let now = crate::unix_now();
+            let payload = serde_json::to_string(&event)
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode an event: {e}")))?;
+            sqlx::query("DELETE FROM event_outbox WHERE created_at < $1")
+                .bind(now - OUTBOX_KEEP_SECS)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("INSERT INTO event_outbox (payload, created_at) VALUES ($1, $2)")
+                .bind(payload)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// NOTIFYs `event` to every gateway's listener; a failure is logged (the change itself is
@@ -277,16 +361,6 @@ async fn notify_event(store: &Store, event: Event) {
     };
     if let Err(e) = notify(store, payloads).await {
         tracing::error!(error = %e, "cannot publish an event");
-    }
-}
-
-/// Publishes the event of a committed change from a process that runs no bus (the
-/// `berth admin` commands): on PostgreSQL every gateway hears it, as if one of them had
-/// published it. On SQLite the bus lives inside `berth serve`, out of another process's
-/// reach, so nothing is sent: the server's agent finds the change at its next resync.
-pub async fn publish_from_outside(store: &Store, event: Event) {
-    if store.engine() == Engine::Postgres {
-        notify_event(store, event).await;
     }
 }
 
