@@ -40,6 +40,17 @@ async fn metrics_count_requests_operations_and_statements() {
     berth.http().get(berth.url("/no/such/path/12345")).send().await.unwrap();
     let text = metrics_text(&berth).await;
     assert!(!text.contains("12345"), "raw paths must not become labels");
+    // Nor do made-up methods, nor operation names past the first 256 (clients choose both).
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    berth.http().request(brew, berth.url("/healthz")).send().await.unwrap();
+    for i in 0..300 {
+        berth.gql_ok(Auth::None, &format!("query Invented{i} {{ __typename }}"), json!({})).await;
+    }
+    let text = metrics_text(&berth).await;
+    assert!(!text.contains("BREW"), "made-up methods must not become labels");
+    let series = text.lines().filter(|l| l.starts_with("berth_graphql_operation_duration_seconds_count{")).count();
+    assert!(series <= 256 + 2, "operation names must stay bounded: {series} series");
+    assert!(sample(&text, r#"berth_graphql_operation_duration_seconds_count{operation="other"}"#).is_some(), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

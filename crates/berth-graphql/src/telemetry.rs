@@ -2,6 +2,8 @@
 //! carrying the query text or variables, which may hold passwords), latency by operation,
 //! errors, and how many subscriptions are open (Prometheus).
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use async_graphql::Response;
@@ -15,7 +17,8 @@ use tracing::Instrument as _;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
-    /// The operation name the client gave, or `anonymous`.
+    /// The operation name the client gave, `anonymous`, or `other` (see
+    /// [`MAX_OPERATION_NAMES`]).
     pub operation: String,
 }
 
@@ -24,6 +27,31 @@ pub struct GraphqlMetrics {
     duration: Family<OperationLabels, Histogram>,
     errors: Family<OperationLabels, Counter>,
     open_subscriptions: Gauge,
+    names: Arc<OperationNames>,
+}
+
+/// Operation names become labels, and clients choose them: every distinct value is a series
+/// kept for the life of the process. The first [`MAX_OPERATION_NAMES`] names of at most
+/// [`MAX_NAME_LEN`] bytes are kept as they are; any other is counted as `other`.
+pub const MAX_OPERATION_NAMES: usize = 256;
+pub const MAX_NAME_LEN: usize = 64;
+
+#[derive(Default)]
+struct OperationNames(Mutex<HashSet<String>>);
+
+impl OperationNames {
+    fn label(&self, name: Option<String>) -> String {
+        let Some(name) = name else { return "anonymous".to_owned() };
+        if name.len() > MAX_NAME_LEN {
+            return "other".to_owned();
+        }
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.contains(&name) || (known.len() < MAX_OPERATION_NAMES && known.insert(name.clone())) {
+            name
+        } else {
+            "other".to_owned()
+        }
+    }
 }
 
 impl GraphqlMetrics {
@@ -37,6 +65,7 @@ impl GraphqlMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))),
             errors: Family::default(),
             open_subscriptions: Gauge::default(),
+            names: Arc::default(),
         };
         registry.register(
             "berth_graphql_operation_duration_seconds",
@@ -87,7 +116,7 @@ pub(crate) async fn execute_observed(
     mut request: async_graphql::Request,
 ) -> Response {
     let started = Instant::now();
-    let name = operation_name(&mut request).unwrap_or_else(|| "anonymous".to_owned());
+    let name = metrics.names.label(operation_name(&mut request));
     let span = tracing::info_span!("graphql.operation", otel.name = %format!("graphql {name}"), operation = %name);
     let response = schema.execute(request).instrument(span).await;
     let labels = OperationLabels { operation: name };
@@ -109,5 +138,24 @@ fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
         DocumentOperations::Single(_) => None,
         DocumentOperations::Multiple(named) if named.len() == 1 => named.keys().next().map(|n| n.to_string()),
         DocumentOperations::Multiple(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_name_labels_stay_bounded() {
+        let names = OperationNames::default();
+        assert_eq!(names.label(None), "anonymous");
+        for i in 0..MAX_OPERATION_NAMES {
+            assert_eq!(names.label(Some(format!("Op{i}"))), format!("Op{i}"));
+        }
+        assert_eq!(names.label(Some("OneTooMany".into())), "other");
+        assert_eq!(names.label(Some("Op7".into())), "Op7", "a known name keeps its label");
+        let fresh = OperationNames::default();
+        assert_eq!(fresh.label(Some("x".repeat(MAX_NAME_LEN + 1))), "other");
+        assert_eq!(fresh.label(Some("x".repeat(MAX_NAME_LEN))), "x".repeat(MAX_NAME_LEN));
     }
 }

@@ -165,11 +165,27 @@ pub fn init() -> anyhow::Result<Telemetry> {
     Ok(Telemetry { registry: Arc::new(registry), requests, latency, graphql, deliveries, tracer })
 }
 
+/// The method as a label: the standard ones by name, any other token (clients may send any)
+/// as `other`, so that the label set stays bounded.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request by its route pattern (never the raw path, which would let
-/// clients create unbounded label sets).
+/// clients create unbounded label sets) and method.
 pub async fn track(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
@@ -180,4 +196,19 @@ pub async fn track(State(telemetry): State<Telemetry>, request: Request, next: N
         .observe(started.elapsed().as_secs_f64());
     telemetry.requests.get_or_create(&RequestLabels { method, route, status }).inc();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::method_label;
+
+    #[test]
+    fn only_standard_methods_become_labels() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::CONNECT), "other");
+    }
 }
