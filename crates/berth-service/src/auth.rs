@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -176,11 +177,44 @@ impl Drop for CheckLock<'_> {
 struct FailureLimit<K: std::hash::Hash + Eq + Clone> {
     failures: DefaultKeyedRateLimiter<K>,
     blocked: Mutex<HashMap<K, Instant>>,
+    /// Keys held before the next sweep; see [`FailureLimit::sweep`].
+    sweep_at: AtomicUsize,
+    /// The least `sweep_at` ever is.
+    sweep_floor: usize,
 }
+
+/// Keys (usernames, peers) remembered before the first sweep of forgotten ones.
+const SWEEP_AT: usize = 100_000;
 
 impl<K: std::hash::Hash + Eq + Clone> FailureLimit<K> {
     fn new(quota: Quota) -> Self {
-        FailureLimit { failures: DefaultKeyedRateLimiter::keyed(quota), blocked: Mutex::new(HashMap::new()) }
+        FailureLimit::sweeping_at(quota, SWEEP_AT)
+    }
+
+    fn sweeping_at(quota: Quota, sweep_floor: usize) -> Self {
+        FailureLimit {
+            failures: DefaultKeyedRateLimiter::keyed(quota),
+            blocked: Mutex::new(HashMap::new()),
+            sweep_at: AtomicUsize::new(sweep_floor),
+            sweep_floor,
+        }
+    }
+
+    /// Drops the keys whose failures have all refilled and the blocks that ended. Clients
+    /// choose the usernames they fail with: without this, every invented one stays in memory.
+    /// The next sweep waits until the keys have doubled again, so one costs O(1) per failure
+    /// even while an attack keeps every key recent.
+    fn sweep(&self) {
+        if self.failures.len() <= self.sweep_at.load(Ordering::Relaxed) {
+            return;
+        }
+        self.failures.retain_recent();
+        self.failures.shrink_to_fit();
+        let now = Instant::now();
+        let mut blocked = self.blocked.lock().expect("login limiter poisoned");
+        blocked.retain(|_, until| *until > now);
+        let held = self.failures.len().max(blocked.len());
+        self.sweep_at.store((2 * held).max(self.sweep_floor), Ordering::Relaxed);
     }
 
     fn check(&self, key: &K) -> Result<()> {
@@ -199,15 +233,10 @@ impl<K: std::hash::Hash + Eq + Clone> FailureLimit<K> {
     }
 
     fn record_failure(&self, key: K) {
+        self.sweep();
         if let Err(not_until) = self.failures.check_key(&key) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            let mut blocked = self.blocked.lock().expect("login limiter poisoned");
-            if blocked.len() > 100_000 {
-                let now = Instant::now();
-                blocked.retain(|_, until| *until > now);
-                self.failures.retain_recent();
-            }
-            blocked.insert(key, Instant::now() + wait);
+            self.blocked.lock().expect("login limiter poisoned").insert(key, Instant::now() + wait);
         }
     }
 }
@@ -360,6 +389,20 @@ mod tests {
         assert_eq!(token_hash(secret), minted.secret_hash);
         assert!(parse_token("berth_x_y").is_none());
         assert!(parse_token("other").is_none());
+    }
+
+    #[test]
+    fn failure_limits_forget_usernames_whose_failures_refilled() {
+        let quota = Quota::with_period(Duration::from_millis(1)).unwrap().allow_burst(NonZeroU32::new(1).unwrap());
+        let limit = FailureLimit::<String>::sweeping_at(quota, 99);
+        for i in 0..100 {
+            limit.record_failure(format!("invented{i}"));
+        }
+        assert_eq!(limit.failures.len(), 100, "no sweep until past the floor");
+        std::thread::sleep(Duration::from_millis(20));
+        limit.record_failure("one more".to_owned());
+        assert_eq!(limit.failures.len(), 1, "keys whose failures refilled are swept");
+        assert_eq!(limit.sweep_at.load(Ordering::Relaxed), 99, "the next sweep waits for the floor again");
     }
 
     #[test]
