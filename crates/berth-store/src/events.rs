@@ -48,51 +48,69 @@ pub async fn bus_for(store: &Store, url: &str) -> StoreResult<Arc<dyn EventBus>>
 
 pub struct LocalBus {
     tx: broadcast::Sender<Arc<Event>>,
+    /// What other processes announce (SQLite gateways only).
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl LocalBus {
     pub fn new() -> LocalBus {
-        LocalBus { tx: broadcast::channel(SUBSCRIBER_QUEUE).0 }
+        LocalBus { tx: broadcast::channel(SUBSCRIBER_QUEUE).0, outbox: None }
     }
 
     /// A bus that also rebroadcasts what other processes [`announce`] in `event_outbox`
-    /// from now on, looking every [`OUTBOX_POLL`].
+    /// from now on: every [`OUTBOX_POLL`], and before each event of its own, so that
+    /// subscribers get events in commit order whichever process committed them.
     pub async fn watching_outbox(store: Store) -> StoreResult<LocalBus> {
-        let bus = LocalBus::new();
-        let tx = bus.tx.clone();
-        let (mut last,): (i64,) =
+        let (last,): (i64,) =
             sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM event_outbox").fetch_one(store.pool()).await?;
+        let outbox = Arc::new(Outbox { store, last: tokio::sync::Mutex::new(last) });
+        let bus = LocalBus { tx: broadcast::channel(SUBSCRIBER_QUEUE).0, outbox: Some(outbox.clone()) };
+        let tx = bus.tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(OUTBOX_POLL);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let rows: Vec<(i64, String)> =
-                    match sqlx::query_as("SELECT id, payload FROM event_outbox WHERE id > $1 ORDER BY id")
-                        .bind(last)
-                        .fetch_all(store.pool())
-                        .await
-                    {
-                        Ok(rows) => rows,
-                        // The gateway is stopping.
-                        Err(_) if store.pool().is_closed() => return,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot read the event outbox; retrying");
-                            continue;
-                        }
-                    };
-                for (id, payload) in rows {
-                    last = id;
-                    match serde_json::from_str::<Event>(&payload) {
-                        Ok(event) => {
-                            let _ = tx.send(Arc::new(event));
-                        }
-                        Err(e) => tracing::warn!(error = %e, id, "ignoring a malformed outbox event"),
-                    }
+                // The gateway is stopping.
+                if outbox.store.pool().is_closed() {
+                    return;
                 }
+                outbox.drain(&tx).await;
             }
         });
         Ok(bus)
+    }
+}
+
+/// The rows of `event_outbox` a gateway has not rebroadcast yet.
+struct Outbox {
+    store: Store,
+    /// The id of the last row rebroadcast; held while draining, so rows go out once and in
+    /// order.
+    last: tokio::sync::Mutex<i64>,
+}
+
+impl Outbox {
+    async fn drain(&self, tx: &broadcast::Sender<Arc<Event>>) {
+        let mut last = self.last.lock().await;
+        let rows: Vec<(i64, String)> =
+            match sqlx::query_as("SELECT id, payload FROM event_outbox WHERE id > $1 ORDER BY id")
+                .bind(*last)
+                .fetch_all(self.store.pool())
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => return tracing::warn!(error = %e, "cannot read the event outbox; retrying"),
+            };
+        for (id, payload) in rows {
+            *last = id;
+            match serde_json::from_str::<Event>(&payload) {
+                Ok(event) => {
+                    let _ = tx.send(Arc::new(event));
+                }
+                Err(e) => tracing::warn!(error = %e, id, "ignoring a malformed outbox event"),
+            }
+        }
     }
 }
 
@@ -105,6 +123,10 @@ impl Default for LocalBus {
 #[async_trait]
 impl EventBus for LocalBus {
     async fn publish(&self, event: Event) {
+        // What another process committed earlier goes out first.
+        if let Some(outbox) = &self.outbox {
+            outbox.drain(&self.tx).await;
+        }
         // No receivers is not an error: nobody is watching.
         let _ = self.tx.send(Arc::new(event));
     }

@@ -1,6 +1,7 @@
 //! SQLite's event outbox, how `berth admin` reaches a running gateway: what it announces
-//! arrives on the gateway's bus once and in order, from the moment the bus watches; an
-//! announcement rolled back with its change never arrives; old rows are pruned.
+//! arrives on the gateway's bus once and in commit order with the gateway's own events, from
+//! the moment the bus watches; an announcement rolled back with its change never arrives;
+//! old rows are pruned.
 
 mod common;
 
@@ -55,6 +56,12 @@ async fn announced_events_reach_a_watching_bus_once_in_order() {
     // Nothing more, however many polls go by: each row is read once.
     tokio::time::sleep(OUTBOX_POLL * 4).await;
     assert!(rx.try_recv().is_err(), "an event was delivered twice");
+    // The gateway's own event, committed after an announcement, comes after it without
+    // waiting for the next poll: commit order, whichever process committed.
+    announce(&store, deleted(5)).await;
+    bus.publish(deleted(6)).await;
+    assert_eq!(container_of(&rx.try_recv().expect("announced event first")), 5);
+    assert_eq!(container_of(&rx.try_recv().expect("then the gateway's own")), 6);
     db.finish().await;
 }
 
