@@ -51,10 +51,14 @@ impl TestDb {
         self.store.close().await;
         if let Some((admin_url, name)) = self.drop_pg {
             let admin = Store::connect(&admin_url).await.expect("reconnect to PostgreSQL");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(admin.pool())
-                .await
-                .expect("drop test database");
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            // A backend PostgreSQL started itself (autovacuum) may briefly hold the database.
+            let mut attempts = 0;
+            while let Err(e) = sqlx::query(&drop).execute(admin.pool()).await {
+                attempts += 1;
+                assert!(attempts < 10, "drop test database {name}: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
             admin.close().await;
         }
     }
