@@ -374,22 +374,16 @@ pub async fn announce(conn: &mut AnyConnection, engine: Engine, event: Event) ->
     Ok(())
 }
 
-/// NOTIFYs `event` to every gateway's listener; a failure is logged (the change itself is
-/// committed, and agents still find it at their next resync).
-async fn notify_event(store: &Store, event: Event) {
-    let payloads = match payloads(event) {
-        Ok(p) => p,
-        Err(e) => return tracing::error!(error = %e, "cannot encode an event"),
-    };
-    if let Err(e) = notify(store, payloads).await {
-        tracing::error!(error = %e, "cannot publish an event");
-    }
-}
-
 #[async_trait]
 impl EventBus for PgBus {
     async fn publish(&self, event: Event) {
-        notify_event(&self.store, event).await;
+        let payloads = match payloads(event) {
+            Ok(p) => p,
+            Err(e) => return tracing::error!(error = %e, "cannot encode an event"),
+        };
+        if let Err(e) = notify(&self.store, payloads).await {
+            tracing::error!(error = %e, "cannot publish an event");
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
