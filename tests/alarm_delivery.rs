@@ -338,6 +338,37 @@ async fn a_failed_delivery_is_retried() {
     assert_eq!(receiver.requests("/slack").len(), 2);
 }
 
+/// A committed alarm's delivery outlives the gateway that raised it: the gateway dies while
+/// it waits to retry, and the next one resumes the delivery once the lease runs out, at the
+/// next attempt, with the same alarm.
+async fn a_delivery_outlives_a_crash_of_its_gateway(engine: common::Engine) {
+    let receiver = Receiver::start().await;
+    let mut opts = opts(&receiver, true);
+    opts.args.extend(["--delivery-lease".to_owned(), "1".to_owned()]);
+    let Some(mut berth) = common::start(engine, opts).await else { return };
+    let (kratos, uid) = customer_with_container(&berth, "kratos").await;
+    update(&berth, &kratos, uid, json!({ "slackWebhook": receiver.url("/slack/crash") })).await;
+    receiver.script(&[503]);
+    let id = raise(&berth, &kratos, uid, "outlives its gateway").await;
+    let alarm = format!("alarm={id} ");
+    // Logged once the gateway holds the delivery for its second attempt (about 1 s away).
+    wait_log(&berth, &["alarm delivery failed, retrying", &alarm], 1).await;
+    berth.kill9().await;
+    assert_eq!(berth.count("alarm_deliveries").await, 1, "the delivery is still pending");
+    assert_eq!(receiver.requests("/slack").len(), 1);
+
+    berth.restart().await;
+    let delivered = wait_log(&berth, &["alarm delivered", "channel=slack", &alarm], 1).await;
+    assert!(delivered[0].contains("attempt=2"), "{delivered:?}");
+    let got = receiver.requests("/slack");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].body, got[1].body, "the same alarm");
+    assert!(got[1].json()["text"].as_str().unwrap().ends_with("outlives its gateway"));
+    assert_eq!(berth.count("alarm_deliveries").await, 0, "done: nothing left pending");
+}
+
+on_both_engines!(a_delivery_outlives_a_crash_of_its_gateway);
+
 /// A host name (not `localhost`) that resolves only to loopback addresses, if this machine
 /// has one (`/etc/hosts` usually maps the hostname).
 async fn loopback_name() -> Option<String> {

@@ -184,8 +184,11 @@ impl Service {
     }
 
     /// The one function that stores alarms: validates, then in one transaction deletes the
-    /// container's oldest alarms while it holds `max_alarms` or more, inserts, and commits.
-    /// `owner` restricts the container to a customer's.
+    /// container's oldest alarms while it holds `max_alarms` or more, inserts, and schedules
+    /// the delivery to the container's channels (honouring `alarm_freq`; see
+    /// [`crate::delivery`]); once committed, the alarm is announced on the event bus (GraphQL
+    /// subscriptions). The raiser never waits for a delivery. `owner` restricts the container
+    /// to a customer's.
     async fn store_alarm(
         &self,
         owner: Option<&Caller>,
@@ -224,20 +227,16 @@ impl Service {
             vassal: raise.vassal.as_deref(),
         };
         let alarm = alarms::insert(&mut tx, &new).await?;
+        let delivery = match &self.delivery {
+            Some(delivery) => Some((delivery, delivery.schedule(&mut tx, &container, &alarm).await?)),
+            None => None,
+        };
         tx.commit().await?;
-        self.after_alarm_committed(container.customer_id, &alarm).await;
-        Ok(alarm)
-    }
-
-    /// The single place that runs after an alarm is durably stored: it is announced on the
-    /// event bus (GraphQL subscriptions) and queued for delivery to the container's channels
-    /// (XMPP, Pushover, ..., honouring `alarm_freq`; see [`crate::delivery`]), never waiting
-    /// for the delivery itself.
-    async fn after_alarm_committed(&self, customer_id: i64, alarm: &Alarm) {
-        self.publish(berth_model::Event::Alarm { customer_id, alarm: alarm.clone() }).await;
-        if let Some(delivery) = &self.delivery {
-            delivery.enqueue(customer_id, alarm);
+        self.publish(berth_model::Event::Alarm { customer_id: container.customer_id, alarm: alarm.clone() }).await;
+        if let Some((delivery, scheduled)) = delivery {
+            delivery.committed(scheduled, &container, &alarm);
         }
+        Ok(alarm)
     }
 
     /// Replaces a container's alarm key with a fresh UUID4 and returns it (spec §4.19b).

@@ -227,6 +227,11 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Current time in Unix milliseconds.
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// A fresh random UUID4 in its 36-character text form.
 pub fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()

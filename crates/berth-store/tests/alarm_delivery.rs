@@ -1,7 +1,12 @@
 //! The `alarm_freq` delivery slot: one conditional UPDATE, exactly one winner per interval.
+//! Pending deliveries: leased by exactly one gateway at a time, resumed once a lease runs
+//! out, changed only by the lease's holder, gone with their container.
 
 mod common;
 
+use std::collections::HashSet;
+
+use berth_store::alarm_delivery::PendingDelivery;
 use berth_store::{accounts, alarm_delivery, containers, servers, Store};
 
 async fn one_container(store: &Store) -> i64 {
@@ -77,5 +82,102 @@ async fn webhook_fields(store: Store) {
     assert_eq!(alarm_delivery::webhook(&mut conn, id + 1000).await.unwrap(), None);
 }
 
+async fn lease(store: &Store, now: i64, until: i64, token: i64, limit: i64) -> Vec<PendingDelivery> {
+    let mut tx = store.write().await.unwrap();
+    let leased = alarm_delivery::lease_due(&mut tx, now, until, token, limit).await.unwrap();
+    tx.commit().await.unwrap();
+    leased
+}
+
+async fn pending(store: &Store) -> i64 {
+    let mut conn = store.read().await.unwrap();
+    alarm_delivery::pending(&mut conn).await.unwrap()
+}
+
+async fn leases_are_exclusive_and_run_out(store: Store) {
+    let id = one_container(&store).await;
+    let t = 1_700_000_000_000;
+    {
+        let mut tx = store.write().await.unwrap();
+        for (n, channel) in ["slack", "webhook", "xmpp", "pushover"].iter().enumerate() {
+            alarm_delivery::schedule(&mut tx, id, 7, channel, &format!("{{\"n\":{n}}}"), t).await.unwrap();
+        }
+        // Not due yet.
+        alarm_delivery::schedule(&mut tx, id, 7, "slack", "{}", t + 5_000).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(pending(&store).await, 5);
+
+    // Oldest first, at most `limit`, each to one holder only.
+    let first = lease(&store, t, t + 1_000, 1, 3).await;
+    assert_eq!(first.iter().map(|d| d.channel.as_str()).collect::<Vec<_>>(), ["slack", "webhook", "xmpp"]);
+    assert!(first.iter().all(|d| d.lease_token == 1 && d.attempts == 0 && d.customer_id == 7 && d.container_id == id));
+    assert_eq!(first[1].alarm, "{\"n\":1}");
+    let second = lease(&store, t, t + 1_000, 2, 10).await;
+    assert_eq!(second.iter().map(|d| d.channel.as_str()).collect::<Vec<_>>(), ["pushover"]);
+    assert!(lease(&store, t + 999, t + 2_000, 3, 10).await.is_empty(), "all leased or not due");
+
+    // Only the holder renews or finishes.
+    let mut conn = store.write().await.unwrap();
+    assert!(!alarm_delivery::renew(&mut conn, first[0].id, 2, 1, t + 9_000).await.unwrap());
+    assert!(!alarm_delivery::finish(&mut conn, first[0].id, 2).await.unwrap());
+    assert!(alarm_delivery::renew(&mut conn, first[0].id, 1, 1, t + 9_000).await.unwrap());
+    assert!(alarm_delivery::finish(&mut conn, second[0].id, 2).await.unwrap());
+    conn.commit().await.unwrap();
+    assert_eq!(pending(&store).await, 4);
+
+    // Once a lease runs out, another holder resumes the row where it stood.
+    let resumed = lease(&store, t + 1_000, t + 10_000, 4, 10).await;
+    assert_eq!(
+        resumed.iter().map(|d| (d.channel.as_str(), d.attempts)).collect::<Vec<_>>(),
+        [("webhook", 0), ("xmpp", 0)]
+    );
+    let later = lease(&store, t + 9_000, t + 10_000, 5, 10).await;
+    assert_eq!(
+        later.iter().map(|d| (d.channel.as_str(), d.attempts)).collect::<Vec<_>>(),
+        [("slack", 1), ("slack", 0)],
+        "the renewed one (attempt 1 recorded), then the one due at t + 5 s"
+    );
+    let mut conn = store.write().await.unwrap();
+    assert!(!alarm_delivery::finish(&mut conn, later[0].id, 1).await.unwrap(), "the old holder lost it");
+    conn.commit().await.unwrap();
+
+    // Many gateways leasing at once: every row goes to exactly one of them.
+    {
+        let mut tx = store.write().await.unwrap();
+        for _ in 0..40 {
+            alarm_delivery::schedule(&mut tx, id, 7, "slack", "{}", t).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut racers = Vec::new();
+    for token in 100..108 {
+        let store = store.clone();
+        racers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = lease(&store, t + 20_000, t + 90_000, token, 3).await;
+                if got.is_empty() {
+                    return mine;
+                }
+                assert!(got.iter().all(|d| d.lease_token == token));
+                mine.extend(got.into_iter().map(|d| d.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for racer in racers {
+        for id in racer.await.unwrap() {
+            assert!(seen.insert(id), "delivery {id} leased twice");
+        }
+    }
+    assert_eq!(seen.len(), 44, "the 40 new rows and the 4 left");
+
+    // Deliveries go with their container.
+    sqlx::query("DELETE FROM containers WHERE id = $1").bind(id).execute(store.pool()).await.unwrap();
+    assert_eq!(pending(&store).await, 0);
+}
+
 both_engines!(claims, one_delivery_per_interval);
+both_engines!(pending_deliveries, leases_are_exclusive_and_run_out);
 both_engines!(webhooks, webhook_fields);

@@ -25,10 +25,15 @@ pub struct DeliveryArgs {
     /// customer's password would cross the network in clear).
     #[arg(long = "xmpp-allow-plaintext", env = "BERTH_XMPP_ALLOW_PLAINTEXT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub xmpp_allow_plaintext: bool,
+    /// Seconds a gateway's hold on an alarm delivery outlasts the attempt (or the wait
+    /// before the next one) it is in: a delivery whose gateway died is resumed by any
+    /// gateway this long after that attempt should have ended.
+    #[arg(long = "delivery-lease", env = "BERTH_DELIVERY_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub delivery_lease: u64,
 }
 
 impl DeliveryArgs {
-    /// The queue handle for the service; its worker runs on `store` until the handle and
+    /// The raisers' handle for the service; its worker runs on `store` until the handle and
     /// all its clones are gone.
     pub fn start(&self, store: berth_store::Store) -> anyhow::Result<Delivery> {
         let config = DeliveryConfig {
@@ -37,6 +42,7 @@ impl DeliveryArgs {
             allow_private_webhooks: self.allow_private_webhooks,
             xmpp_server: self.xmpp_server.clone(),
             xmpp_allow_plaintext: self.xmpp_allow_plaintext,
+            lease: std::time::Duration::from_secs(self.delivery_lease),
             ..DeliveryConfig::default()
         };
         let (delivery, worker) = Delivery::new(config).map_err(anyhow::Error::msg)?;

@@ -1,17 +1,24 @@
 //! Alarm delivery to a container's channels: XMPP, Pushover, Pushbullet, Slack and a signed
 //! webhook (seed "Alarms"; spec §5.7).
 //!
-//! Flow: [`crate::Service`] stores an alarm, commits, and hands it to [`Delivery::enqueue`]
-//! (a bounded in-process queue: the raiser never waits, a full queue drops and counts). The
-//! [`DeliveryWorker`] task spawned by `berth serve` takes each job, loads the container,
-//! picks its complete channels ([`channels_for`]) and takes the container's delivery slot in
-//! the database with one conditional `UPDATE` (`berth_store::alarm_delivery::claim`): at most
-//! one delivery per `alarm_freq` seconds per container, agreed by every gateway on the same
-//! PostgreSQL. An alarm whose slot is taken is still stored and published; only delivery is
-//! skipped. Each channel then gets up to [`DeliveryConfig::attempts`] attempts with jittered
-//! exponential backoff (1 s, then 4 s by default); retries happen on transport errors, 408,
-//! 429 and 5xx. Failures are logged with channel and status and counted in
-//! [`DeliveryMetrics`]; they never reach the raiser.
+//! Flow: in the transaction that stores an alarm, [`Delivery::schedule`] picks the
+//! container's complete channels ([`channels_for`]), takes the container's delivery slot
+//! with one conditional `UPDATE` (`berth_store::alarm_delivery::claim`: at most one delivery
+//! per `alarm_freq` seconds per container, agreed by every gateway on the same PostgreSQL)
+//! and adds one pending delivery per channel to `alarm_deliveries`. The delivery is thus as
+//! durable as the alarm: a gateway that crashes or restarts loses none. An alarm whose slot
+//! is taken is still stored and published; only delivery is skipped.
+//!
+//! The [`DeliveryWorker`] of every `berth serve` leases due deliveries (woken at once by its
+//! own raises, else every [`DeliveryConfig::poll`]) and sends each on its channel, as the
+//! container has it configured at that moment, with up to [`DeliveryConfig::attempts`]
+//! attempts and jittered exponential backoff (1 s, then 4 s by default); retries happen on
+//! transport errors, 408, 429 and 5xx. Before each attempt and each wait it records the
+//! attempt and extends its lease. When a gateway dies, its leases run out
+//! ([`DeliveryConfig::lease`] past the attempt's or wait's end) and any gateway resumes
+//! those deliveries at the next attempt: delivery is at least once, so a receiver may see
+//! an alarm twice (same `id`) after a crash. Outcomes are logged with channel and status
+//! and counted in [`DeliveryMetrics`]; they never reach the raiser.
 //!
 //! Customer URLs (`slack_webhook`, `webhook_url`) pass [`ssrf`]: loopback, private,
 //! link-local and unspecified addresses are refused, both as literals and as the addresses a
@@ -49,11 +56,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_model::Alarm;
-use berth_store::{alarm_delivery, containers, Store};
+use berth_model::{Alarm, Container};
+use berth_store::alarm_delivery::{self, PendingDelivery};
+use berth_store::{containers, AnyConnection, Store};
 use rand::Rng as _;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
 
 pub use channels::{channels_for, webhook_signature, Channel, ChannelContext, ChannelKind, Notification, SendError};
 
@@ -72,9 +79,7 @@ pub struct DeliveryConfig {
     pub xmpp_server: Option<String>,
     /// Lets XMPP log in without TLS when the server offers no STARTTLS (tests only).
     pub xmpp_allow_plaintext: bool,
-    /// Jobs waiting for the worker; more are dropped (and counted).
-    pub queue_capacity: usize,
-    /// Deliveries in flight at once.
+    /// Deliveries in flight at once (per gateway).
     pub concurrency: usize,
     /// Attempts per channel, the first included.
     pub attempts: u32,
@@ -82,6 +87,13 @@ pub struct DeliveryConfig {
     pub first_backoff: Duration,
     /// Bound on one attempt (connect, TLS, request, answer).
     pub request_timeout: Duration,
+    /// How long past the expected end of its attempt (or of its wait before the next one) a
+    /// gateway's hold on a delivery lasts. A delivery whose gateway died is resumed by any
+    /// gateway this long after that end.
+    pub lease: Duration,
+    /// How often the worker looks for deliveries it was not told of: added by another
+    /// gateway, or left by one that died.
+    pub poll: Duration,
 }
 
 pub const DEFAULT_PUSHOVER_URL: &str = "https://api.pushover.net";
@@ -95,11 +107,12 @@ impl Default for DeliveryConfig {
             allow_private_webhooks: false,
             xmpp_server: None,
             xmpp_allow_plaintext: false,
-            queue_capacity: 1024,
             concurrency: 32,
             attempts: 3,
             first_backoff: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
         }
     }
 }
@@ -132,7 +145,6 @@ pub struct DeliveryMetrics {
     outcomes: [[AtomicU64; 3]; 5],
     retries: [AtomicU64; 5],
     throttled: AtomicU64,
-    dropped: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -152,12 +164,7 @@ impl DeliveryMetrics {
         self.throttled.load(Ordering::Relaxed)
     }
 
-    /// Alarms not delivered because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Alarms not delivered because the database could not be read or updated.
+    /// Database failures of the worker (each retried: the delivery stays pending).
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
@@ -172,27 +179,42 @@ impl DeliveryMetrics {
     }
 }
 
-/// One committed alarm waiting for delivery.
-#[derive(Debug)]
-struct Job {
-    customer_id: i64,
-    alarm: Alarm,
+/// What a raise arranged for its alarm's delivery; reported once the raise commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheduled {
+    /// The container has no complete channel.
+    Nothing,
+    /// The container's `alarm_freq` slot was taken: the alarm is stored, not delivered.
+    Throttled,
+    /// One pending delivery per channel was added.
+    Channels,
 }
 
-/// The raiser's side of delivery: cheap to clone, never blocks.
+/// The raiser's side of delivery: cheap to clone, never waits for a delivery.
 #[derive(Clone)]
 pub struct Delivery {
-    tx: mpsc::Sender<Job>,
+    ctx: Arc<ChannelContext>,
+    /// Tells this process's worker that deliveries were added (capacity 1: one wake-up is
+    /// as good as many).
+    wake: mpsc::Sender<()>,
     metrics: Arc<DeliveryMetrics>,
-    allow_private: bool,
 }
 
 /// The background side: run it once with [`DeliveryWorker::run`].
 pub struct DeliveryWorker {
-    rx: mpsc::Receiver<Job>,
-    ctx: ChannelContext,
-    policy: RetryPolicy,
+    wake: mpsc::Receiver<()>,
+    sender: Arc<Sender>,
     concurrency: usize,
+    poll: Duration,
+}
+
+/// What each delivery task needs, shared by all of them.
+struct Sender {
+    ctx: Arc<ChannelContext>,
+    policy: RetryPolicy,
+    /// The longest one attempt may take (XMPP: connect, then the session, each bounded).
+    attempt_bound: Duration,
+    lease: Duration,
     metrics: Arc<DeliveryMetrics>,
 }
 
@@ -211,18 +233,24 @@ impl RetryPolicy {
 }
 
 impl Delivery {
-    /// The queue and its worker.
+    /// The raiser's handle and its worker.
     pub fn new(config: DeliveryConfig) -> std::result::Result<(Delivery, DeliveryWorker), String> {
-        let ctx = ChannelContext::new(&config)?;
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let ctx = Arc::new(ChannelContext::new(&config)?);
+        let (wake_tx, wake_rx) = mpsc::channel(1);
         let metrics = Arc::new(DeliveryMetrics::default());
-        let delivery = Delivery { tx, metrics: metrics.clone(), allow_private: config.allow_private_webhooks };
-        let worker = DeliveryWorker {
-            rx,
+        let delivery = Delivery { ctx: ctx.clone(), wake: wake_tx, metrics: metrics.clone() };
+        let sender = Sender {
             ctx,
             policy: RetryPolicy { attempts: config.attempts.max(1), first_backoff: config.first_backoff },
-            concurrency: config.concurrency.max(1),
+            attempt_bound: config.request_timeout.saturating_mul(2),
+            lease: config.lease,
             metrics,
+        };
+        let worker = DeliveryWorker {
+            wake: wake_rx,
+            sender: Arc::new(sender),
+            concurrency: config.concurrency.max(1),
+            poll: config.poll.max(Duration::from_millis(10)),
         };
         Ok((delivery, worker))
     }
@@ -231,29 +259,54 @@ impl Delivery {
         self.metrics.clone()
     }
 
-    /// Queues a committed alarm; drops it (logged, counted) when the queue is full.
-    pub(crate) fn enqueue(&self, customer_id: i64, alarm: &Alarm) {
-        let job = Job { customer_id, alarm: alarm.clone() };
-        match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(job)) => {
-                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    alarm = job.alarm.id,
-                    container = job.alarm.container_id,
-                    "alarm delivery queue full: not delivered"
+    /// In the raise's own transaction: when the container has complete channels and its
+    /// `alarm_freq` slot is free, takes the slot and adds one pending delivery per channel,
+    /// so the delivery is exactly as durable as the alarm.
+    pub(crate) async fn schedule(
+        &self,
+        tx: &mut AnyConnection,
+        container: &Container,
+        alarm: &Alarm,
+    ) -> Result<Scheduled> {
+        let (url, secret) = alarm_delivery::webhook(tx, container.id).await?.unwrap_or_default();
+        let channels = channels_for(&self.ctx, container, url.as_deref(), secret.as_deref());
+        if channels.is_empty() {
+            return Ok(Scheduled::Nothing);
+        }
+        if !alarm_delivery::claim(tx, container.id, berth_store::unix_now()).await? {
+            return Ok(Scheduled::Throttled);
+        }
+        let json = serde_json::to_string(alarm).map_err(|e| Error::Internal(format!("alarm to JSON: {e}")))?;
+        let now = berth_store::unix_millis();
+        for channel in &channels {
+            alarm_delivery::schedule(tx, container.id, container.customer_id, channel.kind().as_str(), &json, now)
+                .await?;
+        }
+        Ok(Scheduled::Channels)
+    }
+
+    /// After the raise committed: wakes the worker, or reports the throttled alarm.
+    pub(crate) fn committed(&self, scheduled: Scheduled, container: &Container, alarm: &Alarm) {
+        match scheduled {
+            Scheduled::Nothing => {}
+            Scheduled::Throttled => {
+                self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    alarm = alarm.id,
+                    container = container.uid(),
+                    alarm_freq = container.alarm_freq,
+                    "alarm delivery skipped: alarm_freq"
                 );
             }
-            Err(mpsc::error::TrySendError::Closed(job)) => {
-                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(alarm = job.alarm.id, "alarm delivery worker stopped: not delivered");
-            }
+            // Full means a wake-up is already pending; closed means `berth serve` is stopping
+            // (the rows stay for the next start).
+            Scheduled::Channels => drop(self.wake.try_send(())),
         }
     }
 
     /// The update-time check of a customer URL field (cheap: no DNS): `BadInput` on `field`.
     pub fn check_customer_url(&self, field: &str, url: &str) -> Result<()> {
-        check_customer_url(field, url, self.allow_private)
+        check_customer_url(field, url, self.ctx.allow_private)
     }
 }
 
@@ -263,119 +316,187 @@ pub fn check_customer_url(field: &str, url: &str, allow_private: bool) -> Result
 }
 
 impl DeliveryWorker {
-    /// Serves the queue until every [`Delivery`] handle is dropped.
+    /// Works through the pending deliveries of every gateway on `store` until every
+    /// [`Delivery`] handle is dropped: at once when this process adds some, else every
+    /// `poll` (deliveries added by other gateways, and those whose gateway died).
     pub async fn run(mut self, store: Store) {
-        let in_flight = Arc::new(Semaphore::new(self.concurrency));
-        while let Some(job) = self.rx.recv().await {
-            let (note, channels) = match self.prepare(&store, &job).await {
-                Ok(Some(ready)) => ready,
-                Ok(None) => continue,
-                Err(error) => {
-                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(alarm = job.alarm.id, container = job.alarm.container_id, %error, "alarm delivery: cannot prepare");
-                    continue;
-                }
-            };
-            let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
-            let (policy, metrics) = (self.policy, self.metrics.clone());
-            tokio::spawn(async move {
-                deliver(note, channels, policy, metrics).await;
-                drop(permit);
-            });
-        }
-    }
-
-    /// The container's channels if it has any and its `alarm_freq` slot was free (and is
-    /// now taken); `None` when there is nothing to do.
-    async fn prepare(&self, store: &Store, job: &Job) -> Result<Option<(Notification, Vec<Box<dyn Channel>>)>> {
-        let container_id = job.alarm.container_id;
-        let (container, webhook) = {
-            let mut conn = store.read().await?;
-            let Some(container) = containers::get(&mut conn, container_id).await? else {
-                return Ok(None);
-            };
-            let webhook = alarm_delivery::webhook(&mut conn, container_id).await?.unwrap_or_default();
-            (container, webhook)
-        };
-        let channels = channels_for(&self.ctx, &container, webhook.0.as_deref(), webhook.1.as_deref());
-        if channels.is_empty() {
-            return Ok(None);
-        }
-        let mut tx = store.write().await?;
-        let claimed = alarm_delivery::claim(&mut tx, container_id, berth_store::unix_now()).await?;
-        tx.commit().await?;
-        if !claimed {
-            self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(
-                alarm = job.alarm.id,
-                container = container.uid(),
-                alarm_freq = container.alarm_freq,
-                "alarm delivery skipped: alarm_freq"
-            );
-            return Ok(None);
-        }
-        let note = Notification {
-            customer_id: job.customer_id,
-            container_uid: container.uid(),
-            container_name: container.name.clone(),
-            alarm: job.alarm.clone(),
-        };
-        Ok(Some((note, channels)))
-    }
-}
-
-/// Sends one alarm on every channel at once, each with its retries.
-async fn deliver(
-    note: Notification,
-    channels: Vec<Box<dyn Channel>>,
-    policy: RetryPolicy,
-    metrics: Arc<DeliveryMetrics>,
-) {
-    let note = Arc::new(note);
-    let mut tasks = JoinSet::new();
-    for channel in channels {
-        let (note, metrics) = (note.clone(), metrics.clone());
-        tasks.spawn(async move { send_with_retry(channel.as_ref(), &note, policy, &metrics).await });
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-async fn send_with_retry(
-    channel: &dyn Channel,
-    note: &Notification,
-    policy: RetryPolicy,
-    metrics: &DeliveryMetrics,
-) -> Outcome {
-    let kind = channel.kind();
-    let target = channel.target();
-    let mut attempt = 1;
-    loop {
-        match channel.send(note).await {
-            Ok(()) => {
-                tracing::info!(channel = %kind, %target, container = note.container_uid, alarm = note.alarm.id, attempt, "alarm delivered");
-                metrics.record(kind, Outcome::Delivered);
-                return Outcome::Delivered;
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        loop {
+            let mut permits = vec![slots.clone().acquire_owned().await.expect("the semaphore is never closed")];
+            permits.extend(std::iter::from_fn(|| slots.clone().try_acquire_owned().ok()));
+            let wanted = permits.len();
+            let leased = self.sender.lease(&store, wanted).await;
+            let more_may_be_due = leased.len() == wanted;
+            for (job, permit) in leased.into_iter().zip(permits) {
+                let (sender, store) = (self.sender.clone(), store.clone());
+                tokio::spawn(async move {
+                    sender.work(&store, job).await;
+                    drop(permit);
+                });
             }
-            Err(error) if error.is_retryable() && attempt < policy.attempts => {
-                let wait = policy.backoff(attempt);
-                tracing::warn!(channel = %kind, %target, container = note.container_uid, alarm = note.alarm.id, attempt,
-                    status = error.status(), %error, retry_in_ms = wait.as_millis() as u64, "alarm delivery failed, retrying");
-                metrics.retries[kind.index()].fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(wait).await;
-                attempt += 1;
+            if more_may_be_due {
+                continue;
+            }
+            tokio::select! {
+                woken = self.wake.recv() => if woken.is_none() { return },
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+}
+
+impl Sender {
+    /// Up to `wanted` due deliveries, now ours; none when the database fails (logged).
+    async fn lease(&self, store: &Store, wanted: usize) -> Vec<PendingDelivery> {
+        let now = berth_store::unix_millis();
+        let until = now + millis(self.attempt_bound + self.lease);
+        let token: i64 = rand::thread_rng().gen();
+        let leased = async {
+            let mut tx = store.write().await?;
+            let leased = alarm_delivery::lease_due(&mut tx, now, until, token, wanted as i64).await?;
+            tx.commit().await?;
+            Ok::<_, Error>(leased)
+        };
+        leased.await.unwrap_or_else(|error| {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, "alarm delivery: cannot read the pending deliveries");
+            Vec::new()
+        })
+    }
+
+    /// Carries one delivery through its remaining attempts, keeping the lease ahead of
+    /// each; stops without a trace when the lease is lost (another gateway has it).
+    async fn work(&self, store: &Store, job: PendingDelivery) {
+        let (note, channel) = match self.channel_now(store, &job).await {
+            Ok(Some(ready)) => ready,
+            Ok(None) => {
+                tracing::info!(channel = %job.channel, alarm_json = %job.alarm, "alarm delivery dropped: channel no longer set");
+                self.finish(store, &job).await;
+                return;
             }
             Err(error) => {
-                let outcome = match error {
-                    SendError::Refused(_) => Outcome::Refused,
-                    _ => Outcome::Failed,
-                };
-                tracing::warn!(channel = %kind, %target, container = note.container_uid, alarm = note.alarm.id, attempt,
-                    status = error.status(), %error, "alarm not delivered");
-                metrics.record(kind, outcome);
-                return outcome;
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(delivery = job.id, %error, "alarm delivery: cannot prepare");
+                return;
+            }
+        };
+        let (kind, target) = (channel.kind(), channel.target());
+        let (uid, id) = (note.container_uid, note.alarm.id);
+        let mut attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX).saturating_add(1);
+        loop {
+            if attempt > self.policy.attempts {
+                // The gateway that made the last attempt died during it.
+                tracing::warn!(channel = %kind, %target, container = uid, alarm = id, "alarm not delivered: out of attempts");
+                self.metrics.record(kind, Outcome::Failed);
+                self.finish(store, &job).await;
+                return;
+            }
+            if !self.renew(store, &job, attempt, self.attempt_bound).await {
+                return;
+            }
+            match channel.send(&note).await {
+                Ok(()) => {
+                    tracing::info!(channel = %kind, %target, container = uid, alarm = id, attempt, "alarm delivered");
+                    self.metrics.record(kind, Outcome::Delivered);
+                    self.finish(store, &job).await;
+                    return;
+                }
+                Err(error) if error.is_retryable() && attempt < self.policy.attempts => {
+                    let wait = self.policy.backoff(attempt);
+                    if !self.renew(store, &job, attempt, wait).await {
+                        return;
+                    }
+                    tracing::warn!(channel = %kind, %target, container = uid, alarm = id, attempt,
+                        status = error.status(), %error, retry_in_ms = wait.as_millis() as u64, "alarm delivery failed, retrying");
+                    self.metrics.retries[kind.index()].fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    let outcome = match error {
+                        SendError::Refused(_) => Outcome::Refused,
+                        _ => Outcome::Failed,
+                    };
+                    tracing::warn!(channel = %kind, %target, container = uid, alarm = id, attempt,
+                        status = error.status(), %error, "alarm not delivered");
+                    self.metrics.record(kind, outcome);
+                    self.finish(store, &job).await;
+                    return;
+                }
             }
         }
     }
+
+    /// The alarm and the job's channel as the container has it configured now; `None` when
+    /// the container is gone or the channel was switched off meanwhile.
+    async fn channel_now(
+        &self,
+        store: &Store,
+        job: &PendingDelivery,
+    ) -> Result<Option<(Notification, Box<dyn Channel>)>> {
+        let alarm: Alarm = serde_json::from_str(&job.alarm)
+            .map_err(|e| Error::Internal(format!("pending delivery {} holds no alarm: {e}", job.id)))?;
+        let mut conn = store.read().await?;
+        let Some(container) = containers::get(&mut conn, job.container_id).await? else {
+            return Ok(None);
+        };
+        let (url, secret) = alarm_delivery::webhook(&mut conn, job.container_id).await?.unwrap_or_default();
+        let channel = channels_for(&self.ctx, &container, url.as_deref(), secret.as_deref())
+            .into_iter()
+            .find(|c| c.kind().as_str() == job.channel);
+        Ok(channel.map(|channel| {
+            let note = Notification {
+                customer_id: job.customer_id,
+                container_uid: container.uid(),
+                container_name: container.name.clone(),
+                alarm,
+            };
+            (note, channel)
+        }))
+    }
+
+    /// Counts attempt `attempt` as started and holds the lease for `ahead` plus the lease
+    /// margin; `false` (stop) when the lease is another's now or the database fails.
+    async fn renew(&self, store: &Store, job: &PendingDelivery, attempt: u32, ahead: Duration) -> bool {
+        let until = berth_store::unix_millis() + millis(ahead + self.lease);
+        let renewed = async {
+            let mut tx = store.write().await?;
+            let held = alarm_delivery::renew(&mut tx, job.id, job.lease_token, i64::from(attempt), until).await?;
+            tx.commit().await?;
+            Ok::<_, Error>(held)
+        };
+        match renewed.await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(delivery = job.id, "alarm delivery: lease lost to another gateway");
+                false
+            }
+            Err(error) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(delivery = job.id, %error, "alarm delivery: cannot renew the lease; resumed once it runs out");
+                false
+            }
+        }
+    }
+
+    /// Removes a delivery that is done; on a database failure the row stays and the
+    /// alarm may be sent again once the lease runs out (at-least-once).
+    async fn finish(&self, store: &Store, job: &PendingDelivery) {
+        let finished = async {
+            let mut tx = store.write().await?;
+            alarm_delivery::finish(&mut tx, job.id, job.lease_token).await?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        };
+        if let Err(error) = finished.await {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(delivery = job.id, %error, "alarm delivery: cannot remove a finished delivery");
+        }
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 /// A fresh webhook secret: 32 random bytes, hex.
@@ -389,7 +510,7 @@ impl Service {
     /// `webhook_url`): cheap, without DNS; delivery checks the resolved addresses again.
     /// An empty string switches the channel off and is always accepted.
     pub(crate) fn check_alarm_urls(&self, change: &crate::containers::ContainerChange) -> Result<()> {
-        let allow_private = self.delivery.as_ref().is_some_and(|d| d.allow_private);
+        let allow_private = self.delivery.as_ref().is_some_and(|d| d.ctx.allow_private);
         for (field, value) in [("slack_webhook", &change.slack_webhook), ("webhook_url", &change.webhook_url)] {
             if let Some(Some(url)) = value {
                 if !url.trim().is_empty() {
@@ -484,16 +605,25 @@ mod tests {
 
     /// A service with delivery on a fresh SQLite store, one customer and container.
     async fn world(allow_private: bool) -> (Service, Caller, i64, tempfile::TempDir) {
+        let (service, caller, uid, worker, dir) = world_without_worker(allow_private).await;
+        tokio::spawn(worker.run(service.store().clone()));
+        (service, caller, uid, dir)
+    }
+
+    /// [`world`] with its delivery worker not started yet (as if its gateway were down).
+    async fn world_without_worker(allow_private: bool) -> (Service, Caller, i64, DeliveryWorker, tempfile::TempDir) {
         use berth_store::{accounts, servers};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("sqlite://{}", dir.path().join("b.db").display())).await.unwrap();
         let config = DeliveryConfig {
             allow_private_webhooks: allow_private,
             first_backoff: Duration::from_millis(10),
+            request_timeout: Duration::from_millis(500),
+            lease: Duration::from_millis(100),
+            poll: Duration::from_millis(20),
             ..DeliveryConfig::default()
         };
         let (delivery, worker) = Delivery::new(config).unwrap();
-        tokio::spawn(worker.run(store.clone()));
         let dns = crate::dns::TxtOverDns::new(Some(([127, 0, 0, 1], 9).into())).unwrap();
         let service = Service::new(
             store.clone(),
@@ -516,7 +646,22 @@ mod tests {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        (service, Caller { customer_id: customer }, c.uid(), dir)
+        (service, Caller { customer_id: customer }, c.uid(), worker, dir)
+    }
+
+    async fn pending(service: &Service) -> i64 {
+        let mut conn = service.store().read().await.unwrap();
+        alarm_delivery::pending(&mut conn).await.unwrap()
+    }
+
+    /// Leases every due delivery as a gateway would, then records `attempts` started.
+    async fn lease_as_another_gateway(service: &Service, until: i64, attempts: i64) {
+        let now = berth_store::unix_millis();
+        let mut tx = service.store().write().await.unwrap();
+        for job in alarm_delivery::lease_due(&mut tx, now, until, 42, 10).await.unwrap() {
+            assert!(alarm_delivery::renew(&mut tx, job.id, 42, attempts, until).await.unwrap());
+        }
+        tx.commit().await.unwrap();
     }
 
     async fn set_slack(service: &Service, uid: i64, url: &str) {
@@ -561,7 +706,58 @@ mod tests {
         eventually("a second failure", || metrics.count(ChannelKind::Slack, Outcome::Failed) == 2).await;
         assert_eq!(gone_hits.load(Ordering::SeqCst), 1);
         assert_eq!(metrics.retries(ChannelKind::Slack), 2);
-        assert_eq!((metrics.dropped(), metrics.errors()), (0, 0));
+        assert_eq!(metrics.errors(), 0);
+        assert_eq!(pending(&service).await, 0, "finished deliveries leave no row");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_left_by_a_dead_gateway_is_resumed_once_its_lease_runs_out() {
+        let (service, caller, uid, worker, _dir) = world_without_worker(true).await;
+        let metrics = service.delivery_metrics().unwrap();
+        let (url, hits) = answering(200).await;
+        set_slack(&service, uid, &url).await;
+        // Raised while no worker runs: the delivery waits in the database.
+        service.raise_alarm(&caller, alarm(uid, "kept")).await.unwrap();
+        assert_eq!(pending(&service).await, 1);
+        // A gateway took it, started attempt 1 and died.
+        let until = berth_store::unix_millis() + 300;
+        lease_as_another_gateway(&service, until, 1).await;
+        tokio::spawn(worker.run(service.store().clone()));
+        eventually("the resumed delivery", || hits.load(Ordering::SeqCst) == 1).await;
+        assert!(berth_store::unix_millis() >= until, "sent while another gateway held the lease");
+        eventually("its outcome", || metrics.count(ChannelKind::Slack, Outcome::Delivered) == 1).await;
+        assert_eq!(pending(&service).await, 0);
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "sent once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_whose_last_attempt_died_is_given_up() {
+        let (service, caller, uid, worker, _dir) = world_without_worker(true).await;
+        let metrics = service.delivery_metrics().unwrap();
+        let (url, hits) = answering(200).await;
+        set_slack(&service, uid, &url).await;
+        service.raise_alarm(&caller, alarm(uid, "late")).await.unwrap();
+        lease_as_another_gateway(&service, berth_store::unix_millis(), 3).await;
+        tokio::spawn(worker.run(service.store().clone()));
+        eventually("the given-up delivery", || metrics.count(ChannelKind::Slack, Outcome::Failed) == 1).await;
+        assert_eq!(pending(&service).await, 0);
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "three attempts are all there are");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_channel_switched_off_before_delivery_gets_nothing() {
+        let (service, caller, uid, worker, _dir) = world_without_worker(true).await;
+        let (url, hits) = answering(200).await;
+        set_slack(&service, uid, &url).await;
+        service.raise_alarm(&caller, alarm(uid, "unwanted")).await.unwrap();
+        set_slack(&service, uid, "").await;
+        tokio::spawn(worker.run(service.store().clone()));
+        let started = std::time::Instant::now();
+        while pending(&service).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(30), "the delivery was never dropped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
