@@ -94,25 +94,31 @@ pub async fn schedule(
     Ok(())
 }
 
-/// Leases up to `limit` deliveries that are due at `now` and not leased, oldest first, until
-/// `lease_until`, under `token`. Each row is taken by one conditional `UPDATE`, so among
-/// gateways racing for a row exactly one gets it; the others skip it.
-pub async fn lease_due(
-    conn: &mut AnyConnection,
-    now: i64,
-    lease_until: i64,
-    token: i64,
-    limit: i64,
-) -> StoreResult<Vec<PendingDelivery>> {
+/// Up to `limit` deliveries due at `now` and not leased, oldest first: candidates for
+/// [`lease`], read without taking the write lock (most polls find none).
+pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> StoreResult<Vec<i64>> {
     let due: Vec<(i64,)> = sqlx::query_as(
         "SELECT id FROM alarm_deliveries WHERE due_at <= $1 AND lease_until <= $1 ORDER BY due_at, id LIMIT $2",
     )
     .bind(now)
     .bind(limit)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    let mut leased = Vec::with_capacity(due.len());
-    for (id,) in due {
+    Ok(due.into_iter().map(|(id,)| id).collect())
+}
+
+/// Leases those of `ids` still due and free at `now` until `lease_until`, under `token`.
+/// Each row is taken by one conditional `UPDATE`, so among gateways racing for a row
+/// exactly one gets it; the others skip it.
+pub async fn lease(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    now: i64,
+    lease_until: i64,
+    token: i64,
+) -> StoreResult<Vec<PendingDelivery>> {
+    let mut leased = Vec::with_capacity(ids.len());
+    for &id in ids {
         let row: Option<PendingDelivery> = sqlx::query_as(&format!(
             "UPDATE alarm_deliveries SET lease_until = $2, lease_token = $3 \
              WHERE id = $1 AND due_at <= $4 AND lease_until <= $4 RETURNING {PENDING_COLUMNS}"

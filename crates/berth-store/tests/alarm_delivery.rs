@@ -83,8 +83,9 @@ async fn webhook_fields(store: Store) {
 }
 
 async fn lease(store: &Store, now: i64, until: i64, token: i64, limit: i64) -> Vec<PendingDelivery> {
+    let ids = alarm_delivery::due(&mut store.read().await.unwrap(), now, limit).await.unwrap();
     let mut tx = store.write().await.unwrap();
-    let leased = alarm_delivery::lease_due(&mut tx, now, until, token, limit).await.unwrap();
+    let leased = alarm_delivery::lease(&mut tx, &ids, now, until, token).await.unwrap();
     tx.commit().await.unwrap();
     leased
 }

@@ -352,8 +352,12 @@ impl Sender {
         let until = now + millis(self.attempt_bound + self.lease);
         let token: i64 = rand::thread_rng().gen();
         let leased = async {
+            let due = alarm_delivery::due(&mut *store.read().await?, now, wanted as i64).await?;
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
             let mut tx = store.write().await?;
-            let leased = alarm_delivery::lease_due(&mut tx, now, until, token, wanted as i64).await?;
+            let leased = alarm_delivery::lease(&mut tx, &due, now, until, token).await?;
             tx.commit().await?;
             Ok::<_, Error>(leased)
         };
@@ -370,7 +374,7 @@ impl Sender {
         let (note, channel) = match self.channel_now(store, &job).await {
             Ok(Some(ready)) => ready,
             Ok(None) => {
-                tracing::info!(channel = %job.channel, alarm_json = %job.alarm, "alarm delivery dropped: channel no longer set");
+                tracing::info!(delivery = job.id, channel = %job.channel, "alarm delivery dropped: channel no longer set");
                 self.finish(store, &job).await;
                 return;
             }
@@ -657,8 +661,9 @@ mod tests {
     /// Leases every due delivery as a gateway would, then records `attempts` started.
     async fn lease_as_another_gateway(service: &Service, until: i64, attempts: i64) {
         let now = berth_store::unix_millis();
+        let due = alarm_delivery::due(&mut service.store().read().await.unwrap(), now, 10).await.unwrap();
         let mut tx = service.store().write().await.unwrap();
-        for job in alarm_delivery::lease_due(&mut tx, now, until, 42, 10).await.unwrap() {
+        for job in alarm_delivery::lease(&mut tx, &due, now, until, 42).await.unwrap() {
             assert!(alarm_delivery::renew(&mut tx, job.id, 42, attempts, until).await.unwrap());
         }
         tx.commit().await.unwrap();
