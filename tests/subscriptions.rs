@@ -145,6 +145,50 @@ async fn both_protocols_deliver_alarms_from_graphql_and_rest() {
 
 // 2. Each customer's alarms reach only that customer; subscribing to someone else's (or an
 // unknown) container is NOT_FOUND, never data.
+/// One connection runs at most 100 subscriptions at once: the 101st is refused with a typed
+/// error and the others go on; completing one frees its place; another connection of the
+/// same customer has its own 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_runs_at_most_a_hundred_subscriptions() {
+    let berth = Berth::start().await;
+    let (kratos, uid) = customer_with_container(&berth, "kratos").await;
+    for protocol in Protocol::ALL {
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&kratos.auth())).await;
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            ids.push(ws.subscribe(ALARMS, json!({})).await);
+        }
+        let over = ws.subscribe(ALARMS, json!({})).await;
+        let errors = ws.expect_error(&over).await;
+        assert_eq!(errors[0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS", "{errors}");
+        assert!(errors[0]["message"].as_str().unwrap().contains("100"), "{errors}");
+
+        let stopped = ids.remove(0);
+        ws.stop(&stopped).await;
+        let done = ws.message_for(&stopped).await;
+        assert_eq!(done["type"], "complete", "{done}");
+        ids.push(ws.subscribe(ALARMS, json!({})).await);
+        let mut other = Ws::open(berth.addr, protocol, &authorization(&kratos.auth())).await;
+        let elsewhere = other.subscribe(ALARMS, json!({})).await;
+
+        let id = raise(&berth, kratos.auth(), uid, "to all hundred", 1).await;
+        let mut waiting: std::collections::HashSet<String> = ids.iter().cloned().collect();
+        while !waiting.is_empty() {
+            let m = match ws.frame().await {
+                Frame::Json(m) => m,
+                other => panic!("expected a result ({}), got {other:?}", protocol.name()),
+            };
+            let sub = m["id"].as_str().unwrap_or_default().to_owned();
+            assert!(waiting.remove(&sub), "a result for {sub}, which is stopped, refused or already served: {m}");
+            assert_eq!(m["type"], protocol.data_type(), "{m}");
+            assert_eq!(m["payload"]["data"]["alarms"]["id"], id, "{m}");
+        }
+        assert_eq!(other.next_data(&elsewhere).await["alarms"]["id"], id);
+        ws.close().await;
+        other.close().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alarms_reach_only_their_owner() {
     let berth = Berth::start().await;

@@ -196,6 +196,15 @@ impl Ws {
         id
     }
 
+    /// Ends operation `id` from the client's side (`complete` / `stop`).
+    pub async fn stop(&mut self, id: &str) {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "complete",
+            Protocol::LegacyWs => "stop",
+        };
+        self.send(json!({ "type": kind, "id": id })).await;
+    }
+
     /// The next frame for operation `id` (a `next`/`data`, `error` or `complete` message);
     /// panics on anything else, a close included.
     pub async fn message_for(&mut self, id: &str) -> Value {

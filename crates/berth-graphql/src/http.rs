@@ -25,6 +25,12 @@ use crate::{prepare_request, BerthSchema};
 /// and trimmed fan-out time. Longer client messages arrive in several reads.
 pub const WS_READ_BUFFER: usize = 1024;
 
+/// Subscriptions one WebSocket may run at once. Each holds a stream the connection polls on
+/// every wake-up, so without a bound one client could make its connection's every
+/// delivery cost as much as it likes, and hold memory without end. A client needing more
+/// opens another connection.
+pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 100;
+
 /// Largest GraphQL request body; a real query is a few KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -131,6 +137,7 @@ async fn serve_websocket(
         metrics: state.metrics.clone(),
         shared: state.shared.clone(),
         caller: Default::default(),
+        subscriptions: Default::default(),
     };
     let authenticated = executor.caller.clone();
     let acknowledged = executor.caller.clone();
@@ -240,6 +247,42 @@ struct WsExecutor {
     shared: crate::shared_streams::SharedStreams,
     /// Set once `connection_init` authenticated; async-graphql runs no operation before.
     caller: std::sync::Arc<std::sync::OnceLock<Caller>>,
+    /// Subscriptions of this connection whose streams are alive.
+    subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One of a connection's [`MAX_SUBSCRIPTIONS_PER_SOCKET`] places, held by a subscription's
+/// stream and given back when the stream ends or is dropped (client `complete`/`stop`, a
+/// replaced id, the connection's end).
+struct SubscriptionPlace(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl SubscriptionPlace {
+    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Option<SubscriptionPlace> {
+        use std::sync::atomic::Ordering;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_SUBSCRIPTIONS_PER_SOCKET).then_some(n + 1))
+            .ok()
+            .map(|_| SubscriptionPlace(count.clone()))
+    }
+}
+
+impl Drop for SubscriptionPlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The one answer to a subscription over the connection's limit.
+fn too_many_subscriptions() -> async_graphql::Response {
+    let message = format!(
+        "at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions may run at once on one connection: \
+         complete one, or open another connection"
+    );
+    let mut error = async_graphql::ServerError::new(message, None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "TOO_MANY_SUBSCRIPTIONS");
+    error.extensions = Some(extensions);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 impl async_graphql::Executor for WsExecutor {
@@ -271,16 +314,19 @@ impl async_graphql::Executor for WsExecutor {
             }
         };
         let mut request = prepare_request(request, &self.service, caller);
-        let responses = match caller {
-            // Identical subscriptions of one customer share one execution.
+        let (responses, place) = match caller {
             Some(c) if crate::shared_streams::is_subscription(&mut request) => {
-                self.shared.subscribe(c.customer_id, request, run)
+                let Some(place) = SubscriptionPlace::take(&self.subscriptions) else {
+                    return futures::stream::once(async { too_many_subscriptions() }).boxed();
+                };
+                // Identical subscriptions of one customer share one execution.
+                (self.shared.subscribe(c.customer_id, request, run), Some(place))
             }
-            _ => run(request),
+            _ => (run(request), None),
         };
         responses
             .map(move |response| {
-                let _open = &open;
+                let _held = (&open, &place);
                 response
             })
             .boxed()
