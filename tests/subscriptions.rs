@@ -189,6 +189,77 @@ async fn a_connection_runs_at_most_a_hundred_subscriptions() {
     }
 }
 
+const REVOKE_TOKEN: &str = "mutation($id: ID!) { revokeToken(id: $id) }";
+const CHANGE_PASSWORD: &str = "mutation($p: String!) { updateMe(input: { password: $p }) { username } }";
+
+/// A fresh bearer token of `who`: (the token, its id).
+async fn new_token(berth: &Berth, who: &Customer) -> (String, String) {
+    let created =
+        berth.gql_ok(who.auth(), r#"mutation { createToken(name: "ws") { token info { id } } }"#, json!({})).await;
+    let token = created["createToken"]["token"].as_str().expect("token").to_owned();
+    let id = created["createToken"]["info"]["id"].as_str().expect("token id").to_owned();
+    (format!("Bearer {token}"), id)
+}
+
+/// Asserts the server ended the session because its credential was revoked: close 4403,
+/// after a `connection_error` on the legacy protocol.
+async fn assert_revoked(ws: &mut Ws) {
+    let mut frame = ws.frame().await;
+    if ws.protocol == Protocol::LegacyWs {
+        match frame {
+            Frame::Json(m) if m["type"] == "connection_error" => {
+                assert!(m["payload"]["message"].as_str().unwrap().contains("revoked"), "{m}");
+            }
+            other => panic!("expected connection_error, got {other:?}"),
+        }
+        frame = ws.frame().await;
+    }
+    match frame {
+        Frame::Close(Some((4403, reason))) => assert!(reason.contains("revoked"), "{reason}"),
+        other => panic!("expected close 4403 ({}), got {other:?}", ws.protocol.name()),
+    }
+}
+
+/// A revoked credential ends the live sessions opened with it, and only those: revoking a
+/// token closes its sockets while the owner's password sessions go on; changing the
+/// password closes those; another customer's sessions never notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_credentials_end_their_live_sessions() {
+    let berth = Berth::start().await;
+    let (zeus, zeus_uid) = customer_with_container(&berth, "zeus").await;
+    let mut bystander = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&zeus.auth())).await;
+    let zeus_sub = bystander.subscribe(ALARMS, json!({})).await;
+    sync(&mut bystander, &zeus_sub, &berth, &zeus.auth(), zeus_uid, 1).await;
+    for (n, protocol) in Protocol::ALL.into_iter().enumerate() {
+        let (kratos, uid) = customer_with_container(&berth, &format!("kratos{n}")).await;
+        let (bearer, token_id) = new_token(&berth, &kratos).await;
+        // Each session hears one level only, so neither sees the other's probes.
+        let of_level = "subscription($l: Int) { alarms(level: $l) { id container level message unix } }";
+        let mut by_token = Ws::open(berth.addr, protocol, &bearer).await;
+        let token_sub = by_token.subscribe(of_level, json!({ "l": 1 })).await;
+        sync(&mut by_token, &token_sub, &berth, &kratos.auth(), uid, 1).await;
+        let mut by_password = Ws::open(berth.addr, protocol, &authorization(&kratos.auth())).await;
+        let password_sub = by_password.subscribe(of_level, json!({ "l": 2 })).await;
+        sync(&mut by_password, &password_sub, &berth, &kratos.auth(), uid, 2).await;
+
+        berth.gql_ok(kratos.auth(), REVOKE_TOKEN, json!({ "id": token_id })).await;
+        assert_revoked(&mut by_token).await;
+        let id = raise(&berth, kratos.auth(), uid, "after the token went", 2).await;
+        assert_alarm(&by_password.next_data(&password_sub).await, id, uid, "after the token went");
+        // The same token cannot open a new session.
+        let mut again = Ws::connect(berth.addr, protocol).await;
+        again.send_init(json!({ "Authorization": bearer })).await;
+        assert!(!matches!(again.frame().await, Frame::Json(m) if m["type"] == "connection_ack"));
+
+        berth.gql_ok(kratos.auth(), CHANGE_PASSWORD, json!({ "p": "a-new-secret" })).await;
+        assert_revoked(&mut by_password).await;
+
+        let id = raise(&berth, zeus.auth(), zeus_uid, "zeus goes on", 1).await;
+        assert_alarm(&bystander.next_data(&zeus_sub).await, id, zeus_uid, "zeus goes on");
+    }
+    bystander.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alarms_reach_only_their_owner() {
     let berth = Berth::start().await;
@@ -548,6 +619,31 @@ async fn container_events_follow_updates_and_reboots() {
     ws.close().await;
 }
 
+/// A revocation on one gateway reaches the other through PostgreSQL: the session opened on
+/// gateway 2 with the token revoked on gateway 1 ends, and the password changed on
+/// gateway 1 no longer works on gateway 2, though gateway 2 had just verified it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocations_reach_every_gateway() {
+    let Some(g1) = Berth::start_postgres().await else { return };
+    let g2 = Berth::start_with(Opts { database: Some(g1.database_url.clone()), ..Opts::default() }).await;
+    let (kratos, uid) = customer_with_container(&g1, "kratos").await;
+    let (bearer, token_id) = new_token(&g1, &kratos).await;
+    let mut by_token = Ws::open(g2.addr, Protocol::TransportWs, &bearer).await;
+    let sub = by_token.subscribe(ALARMS, json!({})).await;
+    sync(&mut by_token, &sub, &g1, &kratos.auth(), uid, 1).await;
+    g1.gql_ok(kratos.auth(), REVOKE_TOKEN, json!({ "id": token_id })).await;
+    assert_revoked(&mut by_token).await;
+
+    let mut by_password = Ws::open(g2.addr, Protocol::LegacyWs, &authorization(&kratos.auth())).await;
+    g2.gql_ok(kratos.auth(), "{ me { username } }", json!({})).await;
+    g1.gql_ok(kratos.auth(), CHANGE_PASSWORD, json!({ "p": "a-new-secret" })).await;
+    assert_revoked(&mut by_password).await;
+    // The session ended after gateway 2 heard of the change, so it has forgotten the password.
+    let old = g2.gql(kratos.auth(), "{ me { username } }", json!({})).await;
+    assert_eq!(common::error_code(&old), Some("UNAUTHENTICATED"), "{old}");
+    g2.gql_ok(Auth::basic(&kratos.username, "a-new-secret"), "{ me { username } }", json!({})).await;
+}
+
 // 9. Two gateways on one PostgreSQL database: what is raised on one reaches subscribers on
 // the other (LISTEN/NOTIFY), both ways, still per tenant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -782,36 +878,53 @@ async fn a_connection_without_init_is_closed_in_time() {
 }
 
 // 13. A gateway whose LISTEN connection is killed (PostgreSQL restart, network) cannot know
-// what was sent meanwhile: its subscribers get SUBSCRIPTION_INTERRUPTED (never a silent gap),
-// and once resubscribed hear events again.
+// what was sent meanwhile: its subscribers get SUBSCRIPTION_INTERRUPTED (never a silent gap)
+// and, since a revocation may be among what was missed, its sockets close with 1012; a
+// client that reconnects hears events again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_listener_interrupts_subscriptions_then_events_flow_again() {
+async fn a_killed_listener_interrupts_sessions_then_events_flow_again() {
     let Some(g1) = Berth::start_postgres().await else { return };
     let (o, uid) = customer_with_container(&g1, "olga").await;
-    let mut ws = Ws::open(g1.addr, Protocol::TransportWs, &authorization(&o.auth())).await;
-    let sub = ws.subscribe(ALARMS, json!({})).await;
-    sync(&mut ws, &sub, &g1, &o.auth(), uid, 1).await;
+    for protocol in Protocol::ALL {
+        let mut ws = Ws::open(g1.addr, protocol, &authorization(&o.auth())).await;
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        sync(&mut ws, &sub, &g1, &o.auth(), uid, 1).await;
 
-    let (killed,): (i64,) = sqlx::query_as(
-        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
-    )
-    .fetch_one(g1.store().await.pool())
-    .await
-    .expect("terminate the listener");
-    assert!(killed >= 1, "no listener connection found");
+        let (killed,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_one(g1.store().await.pool())
+        .await
+        .expect("terminate the listener");
+        assert!(killed >= 1, "no listener connection found");
 
-    let m = ws.message_for(&sub).await;
-    assert_eq!(m["type"], "next", "{m}");
-    assert_eq!(m["payload"]["errors"][0]["extensions"]["code"], "SUBSCRIPTION_INTERRUPTED", "{m}");
-    assert_eq!(ws.message_for(&sub).await["type"], "complete");
+        // The subscription's error and end, and the session's, race: any order, but the
+        // socket closes with 1012 and nothing else comes.
+        loop {
+            match ws.frame().await {
+                Frame::Close(Some((code, reason))) => {
+                    assert_eq!(code, 1012, "{reason}");
+                    break;
+                }
+                Frame::Json(m) if m["type"] == "connection_error" && protocol == Protocol::LegacyWs => {}
+                Frame::Json(m) if m["id"] == sub && m["type"] == "complete" => {}
+                Frame::Json(m) if m["id"] == sub => {
+                    let code = &m["payload"]["errors"][0]["extensions"]["code"];
+                    assert_eq!(code, "SUBSCRIPTION_INTERRUPTED", "{m}");
+                }
+                other => panic!("expected the session to end ({}), got {other:?}", protocol.name()),
+            }
+        }
 
-    // Resubscribed (probes until one arrives: the listener reconnects on its own).
-    let sub = ws.subscribe(ALARMS, json!({})).await;
-    sync(&mut ws, &sub, &g1, &o.auth(), uid, 1).await;
-    let id = raise(&g1, o.auth(), uid, "after the reconnect", 1).await;
-    assert_alarm(&ws.next_data(&sub).await, id, uid, "after the reconnect");
-    ws.close().await;
+        // Reconnected (probes until one arrives: the listener reconnects on its own).
+        let mut ws = Ws::open(g1.addr, protocol, &authorization(&o.auth())).await;
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        sync(&mut ws, &sub, &g1, &o.auth(), uid, 1).await;
+        let id = raise(&g1, o.auth(), uid, "after the reconnect", 1).await;
+        assert_alarm(&ws.next_data(&sub).await, id, uid, "after the reconnect");
+        ws.close().await;
+    }
 }
 
 // 14. Identical subscriptions of one customer share one execution on the gateway, yet each

@@ -43,6 +43,7 @@ struct GraphqlParts {
     service: Service,
     metrics: crate::GraphqlMetrics,
     shared: crate::shared_streams::SharedStreams,
+    sessions: crate::sessions::Sessions,
 }
 
 impl std::ops::Deref for GraphqlState {
@@ -60,6 +61,7 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
         service,
         metrics,
         shared: Default::default(),
+        sessions: Default::default(),
     }));
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
@@ -122,7 +124,7 @@ async fn serve_websocket(
     transport_ws: bool,
 ) {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, OnceLock};
 
     use async_graphql::http::{WebSocketProtocols, WsMessage};
     use axum::extract::ws::{CloseFrame, Message};
@@ -143,6 +145,9 @@ async fn serve_websocket(
     let acknowledged = executor.caller.clone();
     let refused = Arc::new(AtomicBool::new(false));
     let refused_by_init = refused.clone();
+    let session = Arc::new(OnceLock::<crate::sessions::Session>::new());
+    let session_of_init = session.clone();
+    let sessions = state.sessions.clone();
 
     let (mut sink, stream) = socket.split();
     // Text and binary frames are protocol messages; a read error ends the connection.
@@ -157,7 +162,13 @@ async fn serve_websocket(
             let caller = async {
                 let presented =
                     authorization_in(&payload).and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
-                service.authenticate(&presented, peer.ip()).await
+                // Registered before the check, so that no revocation slips in between.
+                let registered = presented.credential().map(|credential| sessions.open(&service, credential));
+                let caller = service.authenticate(&presented, peer.ip()).await?;
+                if let Some(registered) = registered {
+                    let _ = session_of_init.set(registered);
+                }
+                Ok(caller)
             };
             match caller.await {
                 Ok(caller) => {
@@ -176,6 +187,12 @@ async fn serve_websocket(
     let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     loop {
+        let ended = async {
+            match session.get() {
+                Some(session) => session.ended().await,
+                None => std::future::pending().await,
+            }
+        };
         let message = tokio::select! {
             message = output.next() => match message {
                 Some(message) => message,
@@ -183,6 +200,10 @@ async fn serve_websocket(
             },
             _ = &mut init_deadline, if acknowledged.get().is_none() => {
                 WsMessage::Close(4408, "Connection initialisation timeout".to_owned())
+            }
+            why = ended => {
+                end_session(&mut sink, why, transport_ws).await;
+                break;
             }
         };
         let frame = match message {
@@ -199,6 +220,28 @@ async fn serve_websocket(
             break;
         }
     }
+}
+
+/// Closes a session whose credential was revoked (4403, as a refused `connection_init`), or
+/// which may have missed a revocation (1012: reconnect and authenticate again). The legacy
+/// protocol hears why in a `connection_error` first.
+async fn end_session(
+    sink: &mut futures::stream::SplitSink<axum::extract::ws::WebSocket, axum::extract::ws::Message>,
+    why: crate::sessions::SessionEnd,
+    transport_ws: bool,
+) {
+    use axum::extract::ws::{CloseFrame, Message};
+    use futures::SinkExt as _;
+
+    let (code, reason) = match why {
+        crate::sessions::SessionEnd::Revoked => (4403, "Forbidden: credentials revoked"),
+        crate::sessions::SessionEnd::Interrupted => (1012, "events may have been missed: reconnect"),
+    };
+    if !transport_ws {
+        let error = serde_json::json!({ "type": "connection_error", "payload": { "message": reason } });
+        let _ = sink.send(Message::Text(error.to_string().into())).await;
+    }
+    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
 /// Whether the upgrade speaks `graphql-transport-ws` (chosen as `GraphQLProtocol` chooses:

@@ -21,6 +21,7 @@ mod parsed_queries;
 mod portmaps;
 mod prefetch;
 mod runtime;
+mod sessions;
 mod shared_streams;
 mod subscriptions;
 mod tags;

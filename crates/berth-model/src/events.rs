@@ -8,8 +8,28 @@ use crate::entities::Alarm;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Alarm { customer_id: i64, alarm: Alarm },
+    Alarm {
+        customer_id: i64,
+        alarm: Alarm,
+    },
     Container(ContainerEvent),
+    /// A credential of the customer stopped being valid: every gateway forgets what it
+    /// remembered of it and ends the live sessions it opened.
+    Revoked {
+        customer_id: i64,
+        credential: Credential,
+    },
+}
+
+/// What a session was opened with, as far as revoking it goes; known from what the client
+/// presented, before it is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Credential {
+    /// A customer's password (basic authentication): revoked when it changes.
+    Password { username: String },
+    /// The bearer API token with this id: revoked when the token is.
+    Token { id: i64 },
 }
 
 impl Event {
@@ -17,6 +37,7 @@ impl Event {
         match self {
             Event::Alarm { customer_id, .. } => *customer_id,
             Event::Container(e) => e.customer_id,
+            Event::Revoked { customer_id, .. } => *customer_id,
         }
     }
 }

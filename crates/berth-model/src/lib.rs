@@ -12,5 +12,5 @@ pub mod validate;
 
 pub use entities::*;
 pub use error::{Error, Result};
-pub use events::{ContainerEvent, ContainerEventKind, Event};
+pub use events::{ContainerEvent, ContainerEventKind, Credential, Event};
 pub use ids::*;

@@ -1,6 +1,6 @@
 //! The customer's own account: profile, password, API tokens, owned servers; and news.
 
-use berth_model::{validate, ApiToken, Customer, News, Server};
+use berth_model::{validate, ApiToken, Credential, Customer, News, Server};
 use berth_store::{accounts, news, servers};
 
 use crate::auth::{format_token, hash_password, mint_token_secret};
@@ -70,6 +70,7 @@ impl Service {
         tx.commit().await?;
         if new_hash.is_some() {
             self.forget_logins(&current.username);
+            self.revoked(caller.customer_id, Credential::Password { username: current.username.clone() }).await;
         }
         Ok(updated)
     }
@@ -94,6 +95,7 @@ impl Service {
             return Err(Error::NotFound("token"));
         }
         tx.commit().await?;
+        self.revoked(caller.customer_id, Credential::Token { id: token_id }).await;
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine as _;
+use berth_model::Credential;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -134,6 +135,11 @@ impl Authenticator {
     /// Forgets every remembered login of a user (after a password change).
     pub(crate) fn forget_user(&self, username: &str) {
         self.verified.lock().expect("auth cache poisoned").retain(|_, (_, u, _)| u != username);
+    }
+
+    /// Forgets every verified password (revocations may have been missed).
+    pub(crate) fn forget_everyone(&self) {
+        self.verified.lock().expect("auth cache poisoned").clear();
     }
 
     /// Refuses, without hashing, a user or peer that failed too often recently.
@@ -453,6 +459,17 @@ impl Presented {
     }
 }
 
+impl Presented {
+    /// The credential a session opened with these would be revoked by; `None` for a bearer
+    /// token that is not one of ours (it cannot authenticate anyway).
+    pub fn credential(&self) -> Option<Credential> {
+        match self {
+            Presented::Basic { username, .. } => Some(Credential::Password { username: username.clone() }),
+            Presented::Bearer(token) => parse_token(token).map(|(id, _)| Credential::Token { id }),
+        }
+    }
+}
+
 impl Service {
     pub async fn authenticate(&self, presented: &Presented, peer: IpAddr) -> Result<Caller> {
         match presented {
@@ -477,5 +494,14 @@ mod presented_tests {
         assert_eq!(Presented::from_authorization("Basic !!!"), None);
         assert_eq!(Presented::from_authorization("Basic"), None);
         assert_eq!(Presented::from_authorization("Digest x"), None);
+    }
+
+    #[test]
+    fn credentials_name_what_revokes_them() {
+        use berth_model::Credential;
+        let basic = Presented::Basic { username: "kratos".into(), password: "x".into() };
+        assert_eq!(basic.credential(), Some(Credential::Password { username: "kratos".into() }));
+        assert_eq!(Presented::Bearer("berth_42_s3cr_et".into()).credential(), Some(Credential::Token { id: 42 }));
+        assert_eq!(Presented::Bearer("not-ours".into()).credential(), None);
     }
 }

@@ -27,6 +27,8 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     if let Some(metrics) = service.delivery_metrics() {
         telemetry.attach_deliveries(metrics);
     }
+    // Password changes made through other gateways reach this one's remembered logins.
+    service.watch_revocations();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = match &args.server {
         Some(server) => Some(start_agent(&args, server, service.clone(), stop_rx)?),
