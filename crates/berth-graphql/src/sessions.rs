@@ -27,8 +27,8 @@ pub(crate) enum SessionEnd {
 #[derive(Clone, Default)]
 pub(crate) struct Sessions(Arc<Registry>);
 
-/// The open sessions of each credential, by session id.
-type Open = HashMap<Credential, Vec<(u64, Arc<Ending>)>>;
+/// The open sessions of each credential, by session id (one password may hold thousands).
+type Open = HashMap<Credential, HashMap<u64, Arc<Ending>>>;
 
 #[derive(Default)]
 struct Registry {
@@ -62,7 +62,7 @@ impl Sessions {
         });
         let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         let ending = Arc::new(Ending::default());
-        self.0.lock().entry(credential.clone()).or_default().push((id, ending.clone()));
+        self.0.lock().entry(credential.clone()).or_default().insert(id, ending.clone());
         Session { registry: self.0.clone(), credential, id, ending }
     }
 }
@@ -82,9 +82,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let mut open = self.registry.lock();
-        if let Some(list) = open.get_mut(&self.credential) {
-            list.retain(|(id, _)| *id != self.id);
-            if list.is_empty() {
+        if let Some(sessions) = open.get_mut(&self.credential) {
+            sessions.remove(&self.id);
+            if sessions.is_empty() {
                 open.remove(&self.credential);
             }
         }
@@ -99,8 +99,8 @@ impl Registry {
     fn end(&self, credential: Option<&Credential>, why: SessionEnd) {
         let open = self.lock();
         let endings: Vec<&Arc<Ending>> = match credential {
-            Some(c) => open.get(c).into_iter().flatten().map(|(_, e)| e).collect(),
-            None => open.values().flatten().map(|(_, e)| e).collect(),
+            Some(c) => open.get(c).into_iter().flat_map(HashMap::values).collect(),
+            None => open.values().flat_map(HashMap::values).collect(),
         };
         for ending in endings {
             let _ = ending.why.set(why);
