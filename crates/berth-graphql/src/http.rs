@@ -187,12 +187,11 @@ async fn serve_websocket(
     let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     loop {
-        let ended = async {
-            match session.get() {
-                Some(session) => session.ended().await,
-                None => std::future::pending().await,
-            }
-        };
+        let ended = std::future::poll_fn(|cx| match session.get() {
+            Some(session) => session.poll_ended(cx),
+            // Not authenticated yet: the acknowledgement wakes this loop again.
+            None => std::task::Poll::Pending,
+        });
         let message = tokio::select! {
             message = output.next() => match message {
                 Some(message) => message,

@@ -9,10 +9,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 
 use berth_model::Credential;
 use berth_service::Service;
-use tokio::sync::Notify;
+use futures::task::AtomicWaker;
 
 /// Why a session must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +39,11 @@ struct Registry {
     watcher: OnceLock<()>,
 }
 
+/// Polled by the session's connection at each of its wake-ups (every delivery), so it is
+/// an atomic load and a waker kept, never a lock.
 #[derive(Default)]
 struct Ending {
-    notify: Notify,
+    waker: AtomicWaker,
     why: OnceLock<SessionEnd>,
 }
 
@@ -68,13 +71,16 @@ impl Sessions {
 }
 
 impl Session {
-    /// Resolves when the session must end, and says why.
-    pub(crate) async fn ended(&self) -> SessionEnd {
-        loop {
-            if let Some(why) = self.ending.why.get() {
-                return *why;
-            }
-            self.ending.notify.notified().await;
+    /// Ready once the session must end, with why.
+    pub(crate) fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<SessionEnd> {
+        if let Some(why) = self.ending.why.get() {
+            return Poll::Ready(*why);
+        }
+        self.ending.waker.register(cx.waker());
+        // Ended between the check and the registration: the wake may have gone to the old waker.
+        match self.ending.why.get() {
+            Some(why) => Poll::Ready(*why),
+            None => Poll::Pending,
         }
     }
 }
@@ -104,7 +110,7 @@ impl Registry {
         };
         for ending in endings {
             let _ = ending.why.set(why);
-            ending.notify.notify_one();
+            ending.waker.wake();
         }
     }
 }
