@@ -4,10 +4,9 @@
 
 use std::net::SocketAddr;
 
-use async_graphql::http::{MultipartOptions, ALL_WEBSOCKET_PROTOCOLS};
-use async_graphql_axum::{GraphQLProtocol, GraphQLResponse};
+use async_graphql::http::MultipartOptions;
+use async_graphql_axum::GraphQLResponse;
 use axum::body::{Body, Bytes};
-use axum::extract::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -19,31 +18,19 @@ use berth_service::{Caller, Error, Service};
 use crate::error::ErrorCode;
 use crate::{prepare_request, BerthSchema};
 
-/// Read buffer of each WebSocket. tungstenite zero-fills it before every read attempt, and
-/// the protocol polls the socket each time the connection's task wakes (every delivery),
-/// so it is kept small: 4 KiB → 1 KiB halved the memory per idle subscriber (5.8 → 2.8 KiB)
-/// and trimmed fan-out time. Longer client messages arrive in several reads.
-pub const WS_READ_BUFFER: usize = 1024;
-
-/// Subscriptions one WebSocket may run at once. Each holds a stream the connection polls on
-/// every wake-up, so without a bound one client could make its connection's every
-/// delivery cost as much as it likes, and hold memory without end. A client needing more
-/// opens another connection.
-pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 100;
-
 /// Largest GraphQL request body; a real query is a few KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Shared by every request of the router; one `Arc`, as axum clones the state per request.
 #[derive(Clone)]
-struct GraphqlState(std::sync::Arc<GraphqlParts>);
+pub(crate) struct GraphqlState(std::sync::Arc<GraphqlParts>);
 
-struct GraphqlParts {
-    schema: BerthSchema,
-    service: Service,
-    metrics: crate::GraphqlMetrics,
-    shared: crate::shared_streams::SharedStreams,
-    sessions: crate::sessions::Sessions,
+pub(crate) struct GraphqlParts {
+    pub(crate) schema: BerthSchema,
+    pub(crate) service: Service,
+    pub(crate) metrics: crate::GraphqlMetrics,
+    pub(crate) shared: crate::shared_streams::SharedStreams,
+    pub(crate) sessions: crate::sessions::Sessions,
 }
 
 impl std::ops::Deref for GraphqlState {
@@ -65,7 +52,7 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
     }));
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
-        .route("/graphql/ws", get(websocket))
+        .route("/graphql/ws", get(crate::websocket::websocket))
         .merge(crate::graphiql::routes())
         .with_state(state)
 }
@@ -85,302 +72,6 @@ async fn post_graphql(
         Ok(request) => execute(&state, peer, &headers, request).await,
         Err(e) => bad_request(&e.to_string()),
     }
-}
-
-/// How long a WebSocket may stay open without a successful `connection_init`.
-pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// `/graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`. Credentials
-/// arrive in the `connection_init` payload as `{"Authorization": "Basic …" | "Bearer …"}`
-/// (key matched case-insensitively); a bad or missing one ends the connection with the
-/// protocol's error before any operation runs: `connection_error` on `graphql-ws`, close
-/// 4403 Forbidden on `graphql-transport-ws` (an operation before `connection_init`: 4401,
-/// an invalid message: 4400). A connection not acknowledged within [`WS_INIT_TIMEOUT`] is
-/// closed with 4408. Every operation on the socket runs like one over HTTP: with the
-/// caller's per-request DataLoaders, every error carrying `extensions.code`.
-async fn websocket(
-    State(state): State<GraphqlState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    // Rejects an upgrade offering neither protocol (400).
-    _protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let transport_ws = speaks_transport_ws(&headers);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        // Subscribers mostly listen: a small read buffer (default 128 KiB per socket) keeps
-        // idle subscriptions cheap; larger client messages still arrive, in more reads.
-        .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| serve_websocket(socket, state, peer, transport_ws))
-}
-
-/// One WebSocket connection, from `connection_init` to its end. Written out (instead of
-/// `GraphQLWebSocket::serve`) for the init timeout and the protocol's close codes.
-async fn serve_websocket(
-    socket: axum::extract::ws::WebSocket,
-    state: GraphqlState,
-    peer: SocketAddr,
-    transport_ws: bool,
-) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, OnceLock};
-
-    use async_graphql::http::{WebSocketProtocols, WsMessage};
-    use axum::extract::ws::{CloseFrame, Message};
-    use futures::{SinkExt as _, StreamExt as _};
-
-    let protocol =
-        if transport_ws { WebSocketProtocols::GraphQLWS } else { WebSocketProtocols::SubscriptionsTransportWS };
-    let service = state.service.clone();
-    let executor = WsExecutor {
-        schema: state.schema.clone(),
-        service: state.service.clone(),
-        metrics: state.metrics.clone(),
-        shared: state.shared.clone(),
-        caller: Default::default(),
-        subscriptions: Default::default(),
-    };
-    let authenticated = executor.caller.clone();
-    let acknowledged = executor.caller.clone();
-    let refused = Arc::new(AtomicBool::new(false));
-    let refused_by_init = refused.clone();
-    let session = Arc::new(OnceLock::<crate::sessions::Session>::new());
-    let session_of_init = session.clone();
-    let sessions = state.sessions.clone();
-
-    let (mut sink, stream) = socket.split();
-    // Text and binary frames are protocol messages; a read error ends the connection.
-    let input = stream.take_while(|frame| std::future::ready(frame.is_ok())).filter_map(|frame| {
-        std::future::ready(match frame {
-            Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
-            _ => None,
-        })
-    });
-    let output =
-        async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(move |payload| async move {
-            let caller = async {
-                let presented =
-                    authorization_in(&payload).and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
-                // Registered before the check, so that no revocation slips in between.
-                let registered = presented.credential().map(|credential| sessions.open(&service, credential));
-                let caller = service.authenticate(&presented, peer.ip()).await?;
-                if let Some(registered) = registered {
-                    let _ = session_of_init.set(registered);
-                }
-                Ok(caller)
-            };
-            match caller.await {
-                Ok(caller) => {
-                    let _ = authenticated.set(caller);
-                    let mut data = async_graphql::Data::default();
-                    data.insert(caller);
-                    Ok(data)
-                }
-                Err(e) => {
-                    refused_by_init.store(true, Ordering::SeqCst);
-                    Err(crate::gql_error(e))
-                }
-            }
-        });
-    futures::pin_mut!(output);
-    let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
-    tokio::pin!(init_deadline);
-    loop {
-        let ended = std::future::poll_fn(|cx| match session.get() {
-            Some(session) => session.poll_ended(cx),
-            // Not authenticated yet: the acknowledgement wakes this loop again.
-            None => std::task::Poll::Pending,
-        });
-        let message = tokio::select! {
-            message = output.next() => match message {
-                Some(message) => message,
-                None => break,
-            },
-            _ = &mut init_deadline, if acknowledged.get().is_none() => {
-                WsMessage::Close(4408, "Connection initialisation timeout".to_owned())
-            }
-            why = ended => {
-                end_session(&mut sink, why, transport_ws).await;
-                break;
-            }
-        };
-        let frame = match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
-            WsMessage::Close(code, reason) => {
-                let (code, reason) =
-                    if transport_ws { transport_ws_close(code, reason, &refused) } else { (code, reason) };
-                let close = CloseFrame { code, reason: close_reason(reason).into() };
-                let _ = sink.send(Message::Close(Some(close))).await;
-                break;
-            }
-        };
-        if sink.send(frame).await.is_err() {
-            break;
-        }
-    }
-}
-
-/// Closes a session whose credential was revoked (4403, as a refused `connection_init`), or
-/// which may have missed a revocation (1012: reconnect and authenticate again). The legacy
-/// protocol hears why in a `connection_error` first.
-async fn end_session(
-    sink: &mut futures::stream::SplitSink<axum::extract::ws::WebSocket, axum::extract::ws::Message>,
-    why: crate::sessions::SessionEnd,
-    transport_ws: bool,
-) {
-    use axum::extract::ws::{CloseFrame, Message};
-    use futures::SinkExt as _;
-
-    let (code, reason) = match why {
-        crate::sessions::SessionEnd::Revoked => (4403, "Forbidden: credentials revoked"),
-        crate::sessions::SessionEnd::Interrupted => (1012, "events may have been missed: reconnect"),
-    };
-    if !transport_ws {
-        let error = serde_json::json!({ "type": "connection_error", "payload": { "message": reason } });
-        let _ = sink.send(Message::Text(error.to_string().into())).await;
-    }
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-}
-
-/// Whether the upgrade speaks `graphql-transport-ws` (chosen as `GraphQLProtocol` chooses:
-/// the first protocol offered that is known).
-fn speaks_transport_ws(headers: &HeaderMap) -> bool {
-    use async_graphql::http::WebSocketProtocols;
-    headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|offered| offered.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok()))
-        == Some(WebSocketProtocols::GraphQLWS)
-}
-
-/// The close codes `graphql-transport-ws` prescribes, where async-graphql uses generic ones:
-/// refused credentials 4403 (it closes with 1002), an operation before the connection is
-/// acknowledged 4401 (1011), an invalid message 4400 (1002).
-fn transport_ws_close(code: u16, reason: String, refused: &std::sync::atomic::AtomicBool) -> (u16, String) {
-    match code {
-        1002 if refused.load(std::sync::atomic::Ordering::SeqCst) => (4403, format!("Forbidden: {reason}")),
-        1002 => (4400, reason),
-        1011 => (4401, "Unauthorized".to_owned()),
-        other => (other, reason),
-    }
-}
-
-/// A close frame's reason is at most 123 bytes.
-fn close_reason(mut reason: String) -> String {
-    if reason.len() > 123 {
-        let mut end = 123;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
-}
-
-/// Runs the operations of one WebSocket connection as `execute` runs one over HTTP: the
-/// authenticated caller and its own DataLoaders in every request, `extensions.code` on every
-/// error.
-#[derive(Clone)]
-struct WsExecutor {
-    schema: BerthSchema,
-    service: Service,
-    metrics: crate::GraphqlMetrics,
-    shared: crate::shared_streams::SharedStreams,
-    /// Set once `connection_init` authenticated; async-graphql runs no operation before.
-    caller: std::sync::Arc<std::sync::OnceLock<Caller>>,
-    /// Subscriptions of this connection whose streams are alive.
-    subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-/// One of a connection's [`MAX_SUBSCRIPTIONS_PER_SOCKET`] places, held by a subscription's
-/// stream and given back when the stream ends or is dropped (client `complete`/`stop`, a
-/// replaced id, the connection's end).
-struct SubscriptionPlace(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl SubscriptionPlace {
-    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Option<SubscriptionPlace> {
-        use std::sync::atomic::Ordering;
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_SUBSCRIPTIONS_PER_SOCKET).then_some(n + 1))
-            .ok()
-            .map(|_| SubscriptionPlace(count.clone()))
-    }
-}
-
-impl Drop for SubscriptionPlace {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-/// The one answer to a subscription over the connection's limit.
-fn too_many_subscriptions() -> async_graphql::Response {
-    let message = format!(
-        "at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions may run at once on one connection: \
-         complete one, or open another connection"
-    );
-    let mut error = async_graphql::ServerError::new(message, None);
-    let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", "TOO_MANY_SUBSCRIPTIONS");
-    error.extensions = Some(extensions);
-    async_graphql::Response::from_errors(vec![error])
-}
-
-impl async_graphql::Executor for WsExecutor {
-    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        let request = prepare_request(request, &self.service, self.caller.get().copied());
-        let mut response = crate::telemetry::execute_observed(&self.schema, &self.metrics, request).await;
-        crate::error::ensure_codes(&mut response);
-        response
-    }
-
-    fn execute_stream(
-        &self,
-        request: async_graphql::Request,
-        session_data: Option<std::sync::Arc<async_graphql::Data>>,
-    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
-        use futures::StreamExt as _;
-        let caller = self.caller.get().copied();
-        let open = self.metrics.open_subscription();
-        let run = {
-            let schema = self.schema.clone();
-            move |request: async_graphql::Request| {
-                schema
-                    .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-                    .map(|mut response| {
-                        crate::error::ensure_codes(&mut response);
-                        response
-                    })
-                    .boxed()
-            }
-        };
-        let mut request = prepare_request(request, &self.service, caller);
-        let (responses, place) = match caller {
-            Some(c) if crate::shared_streams::is_subscription(&mut request) => {
-                let Some(place) = SubscriptionPlace::take(&self.subscriptions) else {
-                    return futures::stream::once(async { too_many_subscriptions() }).boxed();
-                };
-                // Identical subscriptions of one customer share one execution.
-                (self.shared.subscribe(c.customer_id, request, run), Some(place))
-            }
-            _ => (run(request), None),
-        };
-        responses
-            .map(move |response| {
-                let _held = (&open, &place);
-                response
-            })
-            .boxed()
-    }
-}
-
-fn authorization_in(payload: &serde_json::Value) -> Option<&str> {
-    payload
-        .as_object()?
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, value)| value.as_str())
 }
 
 async fn get_graphql(

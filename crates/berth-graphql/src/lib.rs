@@ -26,14 +26,16 @@ mod shared_streams;
 mod subscriptions;
 mod tags;
 mod telemetry;
+mod websocket;
 
 use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};
 
 pub use error::{ensure_codes, gql_error, ErrorCode};
-pub use http::{router, WS_READ_BUFFER};
+pub use http::router;
 pub use loaders::{set_loader_delay, LOADER_DELAY};
 pub use telemetry::GraphqlMetrics;
+pub use websocket::{MAX_SUBSCRIPTIONS_PER_SOCKET, WS_READ_BUFFER};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
