@@ -383,7 +383,7 @@ async fn loopback_name() -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_destinations_are_refused_without_the_operator_flag() {
     let receiver = Receiver::start().await;
-    // Operator URLs (Pushover, Pushbullet) are trusted; customer URLs are not.
+    // Operator URLs (Pushover, Pushbullet) are trusted; customer URLs and XMPP servers are not.
     let berth = Berth::start_with(opts(&receiver, false)).await;
     let (kratos, uid) = customer_with_container(&berth, "kratos").await;
     update(&berth, &kratos, uid, json!({ "pushbulletToken": "pb" })).await;
@@ -396,6 +396,15 @@ async fn private_destinations_are_refused_without_the_operator_flag() {
         eprintln!("no host name resolving to loopback here: only the literal address is tested");
     }
     let store = berth.store().await;
+    // An XMPP account whose server (the JID's domain) is loopback: refused the same way.
+    sqlx::query(
+        "UPDATE containers SET jid = 'kratos@127.0.0.1', jid_secret = 's', jid_destinations = 'ops@example.com' \
+         WHERE id = $1",
+    )
+    .bind(uid - 30000)
+    .execute(store.pool())
+    .await
+    .unwrap();
     for target in &targets {
         sqlx::query("UPDATE containers SET slack_webhook = $1 WHERE id = $2")
             .bind(target.as_str())
@@ -414,6 +423,8 @@ async fn private_destinations_are_refused_without_the_operator_flag() {
         receiver.wait_for("/pushbullet", before + 1).await;
         let refused = wait_log(&berth, &["alarm not delivered", "channel=slack", &format!("alarm={id} ")], 1).await;
         assert!(refused[0].contains("refused"), "{refused:?}");
+        let refused = wait_log(&berth, &["alarm not delivered", "channel=xmpp", &format!("alarm={id} ")], 1).await;
+        assert!(refused[0].contains("refused") && refused[0].contains("127.0.0.1:5222"), "{refused:?}");
     }
     assert!(receiver.requests("/slack").is_empty(), "{:?}", receiver.requests("/slack"));
 }

@@ -14,8 +14,9 @@ pub struct DeliveryArgs {
     /// Base URL of the Pushbullet API (alarms are POSTed to <base>/v2/pushes).
     #[arg(long = "pushbullet-url", env = "BERTH_PUSHBULLET_URL", default_value = DEFAULT_PUSHBULLET_URL)]
     pub pushbullet_url: String,
-    /// Let customer webhooks (slack_webhook, webhook_url) reach loopback, private and
-    /// link-local addresses. Off by default: those URLs could probe the operator's network.
+    /// Let customer webhooks (slack_webhook, webhook_url) and customer XMPP servers (the
+    /// JID's domain, without --xmpp-server) reach loopback, private and link-local
+    /// addresses. Off by default: those destinations could probe the operator's network.
     #[arg(long = "allow-private-webhooks", env = "BERTH_ALLOW_PRIVATE_WEBHOOKS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub allow_private_webhooks: bool,
     /// XMPP server (host:port) every alarm login connects to, instead of the JID's domain.

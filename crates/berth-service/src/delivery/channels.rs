@@ -192,6 +192,7 @@ impl ChannelContext {
             xmpp: super::xmpp::XmppSettings {
                 server: config.xmpp_server.clone(),
                 allow_plaintext: config.xmpp_allow_plaintext,
+                allow_private: config.allow_private_webhooks,
                 timeout,
             },
         })

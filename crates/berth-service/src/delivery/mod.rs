@@ -22,7 +22,8 @@
 //!
 //! Customer URLs (`slack_webhook`, `webhook_url`) pass [`ssrf`]: loopback, private,
 //! link-local and unspecified addresses are refused, both as literals and as the addresses a
-//! name resolves to, unless the operator allows them (`--allow-private-webhooks`).
+//! name resolves to, unless the operator allows them (`--allow-private-webhooks`). So does
+//! the XMPP server a customer's JID names, unless the operator set `--xmpp-server`.
 //!
 //! # Verifying the signed webhook
 //!

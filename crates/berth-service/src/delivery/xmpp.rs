@@ -26,6 +26,9 @@ pub struct XmppSettings {
     pub server: Option<String>,
     /// Log in without TLS when the server offers no STARTTLS.
     pub allow_plaintext: bool,
+    /// Let a customer's XMPP server (the JID's domain or its SRV target, when no `server`
+    /// is set) be a loopback, private or link-local address.
+    pub allow_private: bool,
     /// Bound on the whole session.
     pub timeout: Duration,
 }
@@ -258,10 +261,14 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 }
 
 impl Xmpp {
-    /// Where to connect: the operator's server, the SRV target, or the domain on 5222.
+    /// Where to connect: the operator's server, the SRV target, or the domain on 5222 (an
+    /// address literal has no SRV record to look up).
     async fn address(&self, domain: &str) -> String {
         if let Some(server) = &self.settings.server {
             return server.clone();
+        }
+        if domain.parse::<std::net::IpAddr>().is_ok() {
+            return format!("{domain}:5222");
         }
         if let Ok(resolver) = hickory_resolver::TokioResolver::builder_tokio().map(|b| b.build()) {
             if let Ok(srv) = resolver.srv_lookup(format!("_xmpp-client._tcp.{domain}.")).await {
@@ -277,13 +284,32 @@ impl Xmpp {
         format!("{domain}:5222")
     }
 
+    /// Connects to `address`. The operator's `--xmpp-server` is trusted; a server the
+    /// customer chose (its JID's domain, or that domain's SRV target) must resolve to public
+    /// addresses only, as customer URLs must ([`super::ssrf`]), unless private ones are
+    /// allowed: otherwise a JID could make the gateway open connections inside the
+    /// operator's network.
+    async fn connect(&self, address: &str) -> Result<TcpStream, SendError> {
+        let failed = |e: std::io::Error| SendError::Transport(format!("XMPP connect to {address}: {e}"));
+        if self.settings.server.is_some() || self.settings.allow_private {
+            return TcpStream::connect(address).await.map_err(failed);
+        }
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(address).await.map_err(failed)?.collect();
+        if let Some(bad) = addrs.iter().find(|a| super::ssrf::is_forbidden(a.ip())) {
+            return Err(SendError::Refused(format!(
+                "XMPP server {address} resolves to {}, a private address",
+                bad.ip()
+            )));
+        }
+        TcpStream::connect(addrs.as_slice()).await.map_err(failed)
+    }
+
     async fn session(&self, text: &str) -> Result<(), SendError> {
         let (local, domain, resource) = split_jid(&self.jid)?;
         let address = self.address(domain).await;
-        let tcp = tokio::time::timeout(self.settings.timeout, TcpStream::connect(&address))
+        let tcp = tokio::time::timeout(self.settings.timeout, self.connect(&address))
             .await
-            .map_err(|_| SendError::Transport(format!("XMPP connect to {address} timed out")))?
-            .map_err(|e| SendError::Transport(format!("XMPP connect to {address}: {e}")))?;
+            .map_err(|_| SendError::Transport(format!("XMPP connect to {address} timed out")))??;
         let mut conn = Conn { io: Box::new(tcp), buf: Vec::new() };
         let mut features = conn.open_stream(domain).await?;
         if features.contains("<starttls") {
@@ -378,6 +404,42 @@ async fn wait_result(conn: &mut Conn, id: &str) -> Result<(), SendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn customer_account(jid: &str, allow_private: bool) -> Xmpp {
+        Xmpp {
+            settings: XmppSettings {
+                server: None,
+                allow_plaintext: false,
+                allow_private,
+                timeout: Duration::from_secs(5),
+            },
+            jid: jid.to_owned(),
+            password: "secret".to_owned(),
+            destinations: vec!["ops@example.com".to_owned()],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_customer_server_at_a_private_address_is_refused_unconnected() {
+        for jid in ["kratos@127.0.0.1", "kratos@10.1.2.3/laptop", "kratos@169.254.169.254"] {
+            match customer_account(jid, false).session("alarm").await {
+                Err(SendError::Refused(why)) => assert!(why.contains("private address"), "{why}"),
+                other => panic!("{jid}: expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_operator_may_allow_private_servers() {
+        // The test's own listener on the address the JID names; it hangs up at once.
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:5222").await else {
+            return; // the port is taken by something else: not ours to connect to
+        };
+        let accepted = tokio::spawn(async move { listener.accept().await.is_ok() });
+        let result = customer_account("kratos@127.0.0.1", true).session("alarm").await;
+        assert!(matches!(result, Err(SendError::Transport(_))), "{result:?}");
+        assert!(accepted.await.unwrap(), "allowed: the gateway connected");
+    }
 
     #[test]
     fn splits_stream_pieces() {
