@@ -754,6 +754,9 @@ async fn private_urls_are_bad_input() {
         ("webhookUrl", "http://169.254.169.254/latest/meta-data/"),
         ("webhookUrl", "ftp://example.com/"),
         ("webhookUrl", "not a url"),
+        ("jid", "kratos@127.0.0.1"),
+        ("jid", "kratos@10.0.0.7/laptop"),
+        ("jid", "kratos@[::1]"),
     ] {
         let body = berth.gql(kratos.auth(), UPDATE, json!({ "uid": uid, "input": { field: url } })).await;
         assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{field} {url}: {body}");
@@ -763,7 +766,11 @@ async fn private_urls_are_bad_input() {
         &berth,
         &kratos,
         uid,
-        json!({ "slackWebhook": "https://hooks.slack.com/services/T0/B0/X", "webhookUrl": "https://ops.example.com/berth" }),
+        json!({
+            "slackWebhook": "https://hooks.slack.com/services/T0/B0/X",
+            "webhookUrl": "https://ops.example.com/berth",
+            "jid": "kratos@jabber.example.com",
+        }),
     )
     .await;
     let shown = berth

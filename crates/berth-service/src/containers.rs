@@ -276,7 +276,7 @@ impl Service {
     /// mistakes); sending the current value is accepted as a no-op.
     pub async fn update_container(&self, caller: &Caller, uid: i64, change: ContainerChange) -> Result<Container> {
         validate_change(&change)?;
-        self.check_alarm_urls(&change)?;
+        self.check_alarm_destinations(&change)?;
         let mut tx = self.store.write().await?;
         let old = owned_container(&mut tx, caller, uid).await?;
         let mut new = old.clone();

@@ -309,6 +309,24 @@ impl Delivery {
     pub fn check_customer_url(&self, field: &str, url: &str) -> Result<()> {
         check_customer_url(field, url, self.ctx.allow_private)
     }
+
+    /// The update-time check of a JID (cheap: no DNS): a domain that is a private address
+    /// literal is `BadInput`, unless the operator's `--xmpp-server` carries every login or
+    /// private destinations are allowed. Delivery checks what a name resolves to.
+    fn check_customer_jid(&self, jid: &str) -> Result<()> {
+        if self.ctx.xmpp.server.is_some() || self.ctx.allow_private {
+            return Ok(());
+        }
+        let bare = jid.split('/').next().unwrap_or(jid);
+        let domain = bare.rsplit('@').next().unwrap_or(bare);
+        let literal = domain.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+        match literal {
+            Ok(ip) if ssrf::is_forbidden(ip) => {
+                Err(Error::bad_input("jid", format!("{domain} is a private address: alarms cannot be delivered there")))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// [`Delivery::check_customer_url`] for services without delivery: private addresses refused.
@@ -511,10 +529,10 @@ fn new_webhook_secret() -> String {
 }
 
 impl Service {
-    /// The update-time check of the customer URLs in `change` (`slack_webhook`,
-    /// `webhook_url`): cheap, without DNS; delivery checks the resolved addresses again.
+    /// The update-time check of the customer destinations in `change` (`slack_webhook`,
+    /// `webhook_url`, `jid`): cheap, without DNS; delivery checks the resolved addresses again.
     /// An empty string switches the channel off and is always accepted.
-    pub(crate) fn check_alarm_urls(&self, change: &crate::containers::ContainerChange) -> Result<()> {
+    pub(crate) fn check_alarm_destinations(&self, change: &crate::containers::ContainerChange) -> Result<()> {
         let allow_private = self.delivery.as_ref().is_some_and(|d| d.ctx.allow_private);
         for (field, value) in [("slack_webhook", &change.slack_webhook), ("webhook_url", &change.webhook_url)] {
             if let Some(Some(url)) = value {
@@ -522,6 +540,9 @@ impl Service {
                     check_customer_url(field, url, allow_private)?;
                 }
             }
+        }
+        if let (Some(delivery), Some(Some(jid))) = (&self.delivery, &change.jid) {
+            delivery.check_customer_jid(jid)?;
         }
         Ok(())
     }
