@@ -393,8 +393,8 @@ impl Sender {
         let (note, channel) = match self.channel_now(store, &job).await {
             Ok(Some(ready)) => ready,
             Ok(None) => {
-                tracing::info!(delivery = job.id, channel = %job.channel, "alarm delivery dropped: channel no longer set");
                 self.finish(store, &job).await;
+                tracing::info!(delivery = job.id, channel = %job.channel, "alarm delivery dropped: channel no longer set");
                 return;
             }
             Err(error) => {
@@ -409,9 +409,9 @@ impl Sender {
         loop {
             if attempt > self.policy.attempts {
                 // The gateway that made the last attempt died during it.
+                self.finish(store, &job).await;
                 tracing::warn!(channel = %kind, %target, container = uid, alarm = id, "alarm not delivered: out of attempts");
                 self.metrics.record(kind, Outcome::Failed);
-                self.finish(store, &job).await;
                 return;
             }
             if !self.renew(store, &job, attempt, self.attempt_bound).await {
@@ -419,9 +419,9 @@ impl Sender {
             }
             match channel.send(&note).await {
                 Ok(()) => {
+                    self.finish(store, &job).await;
                     tracing::info!(channel = %kind, %target, container = uid, alarm = id, attempt, "alarm delivered");
                     self.metrics.record(kind, Outcome::Delivered);
-                    self.finish(store, &job).await;
                     return;
                 }
                 Err(error) if error.is_retryable() && attempt < self.policy.attempts => {
@@ -440,10 +440,10 @@ impl Sender {
                         SendError::Refused(_) => Outcome::Refused,
                         _ => Outcome::Failed,
                     };
+                    self.finish(store, &job).await;
                     tracing::warn!(channel = %kind, %target, container = uid, alarm = id, attempt,
                         status = error.status(), %error, "alarm not delivered");
                     self.metrics.record(kind, outcome);
-                    self.finish(store, &job).await;
                     return;
                 }
             }
@@ -502,8 +502,9 @@ impl Sender {
         }
     }
 
-    /// Removes a delivery that is done; on a database failure the row stays and the
-    /// alarm may be sent again once the lease runs out (at-least-once).
+    /// Removes a delivery that is done, before its outcome is logged and counted (so an
+    /// observer of the outcome finds the row gone); on a database failure the row stays and
+    /// the alarm may be sent again once the lease runs out (at-least-once).
     async fn finish(&self, store: &Store, job: &PendingDelivery) {
         let finished = async {
             let mut tx = store.write().await?;
