@@ -365,6 +365,16 @@ async fn a_delivery_outlives_a_crash_of_its_gateway(engine: common::Engine) {
     assert_eq!(got[0].body, got[1].body, "the same alarm");
     assert!(got[1].json()["text"].as_str().unwrap().ends_with("outlives its gateway"));
     assert_eq!(berth.count("alarm_deliveries").await, 0, "done: nothing left pending");
+    // And so says /metrics, at the worker's next poll.
+    let started = tokio::time::Instant::now();
+    loop {
+        let text = berth.http().get(berth.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if text.lines().any(|l| l == "berth_alarm_deliveries_pending 0") {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "no pending gauge at 0 in /metrics:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 on_both_engines!(a_delivery_outlives_a_crash_of_its_gateway);

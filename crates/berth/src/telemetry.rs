@@ -10,7 +10,7 @@
 //!   `sqlx::query` event and a layer counts them, which is how tests prove a nested page
 //!   costs a constant number of statements.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, OnceLock};
 
 use berth_service::delivery::DeliveryMetrics;
@@ -28,6 +28,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -69,7 +70,16 @@ impl Collector for DeliveryCollector {
             None,
             family.metric_type(),
         )?;
-        family.encode(metric)
+        family.encode(metric)?;
+        let pending = Gauge::<i64, AtomicI64>::default();
+        pending.set(i64::try_from(metrics.pending()).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "berth_alarm_deliveries_pending",
+            "Alarm deliveries not done yet (waiting, in flight or between retries), of every gateway on the database",
+            None,
+            pending.metric_type(),
+        )?;
+        pending.encode(metric)
     }
 }
 

@@ -147,6 +147,7 @@ pub struct DeliveryMetrics {
     retries: [AtomicU64; 5],
     throttled: AtomicU64,
     errors: AtomicU64,
+    pending: AtomicU64,
 }
 
 impl DeliveryMetrics {
@@ -168,6 +169,12 @@ impl DeliveryMetrics {
     /// Database failures of the worker (each retried: the delivery stays pending).
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries not done yet, of every gateway on the database, as this worker last
+    /// counted them (at most one poll interval old).
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Every `(channel, outcome, count)`.
@@ -371,7 +378,11 @@ impl Sender {
         let until = now + millis(self.attempt_bound + self.lease);
         let token: i64 = rand::thread_rng().gen();
         let leased = async {
-            let due = alarm_delivery::due(&mut *store.read().await?, now, wanted as i64).await?;
+            let mut conn = store.read().await?;
+            let pending = alarm_delivery::pending(&mut conn).await?;
+            self.metrics.pending.store(u64::try_from(pending).unwrap_or(0), Ordering::Relaxed);
+            let due = alarm_delivery::due(&mut conn, now, wanted as i64).await?;
+            drop(conn);
             if due.is_empty() {
                 return Ok(Vec::new());
             }
@@ -756,6 +767,24 @@ mod tests {
         eventually("its outcome", || metrics.count(ChannelKind::Slack, Outcome::Delivered) == 1).await;
         assert_eq!(pending(&service).await, 0);
         assert_eq!(hits.load(Ordering::SeqCst), 1, "sent once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_worker_reports_what_is_pending() {
+        let (service, caller, uid, worker, _dir) = world_without_worker(true).await;
+        let metrics = service.delivery_metrics().unwrap();
+        let (url, _hits) = answering(200).await;
+        set_slack(&service, uid, &url).await;
+        service.raise_alarm(&caller, alarm(uid, "held")).await.unwrap();
+        // Held by another gateway for long: pending, and not this worker's to send.
+        lease_as_another_gateway(&service, berth_store::unix_millis() + 600_000, 1).await;
+        tokio::spawn(worker.run(service.store().clone()));
+        eventually("pending 1", || metrics.pending() == 1).await;
+        let mut tx = service.store().write().await.unwrap();
+        let id: (i64,) = sqlx::query_as("SELECT id FROM alarm_deliveries").fetch_one(&mut *tx).await.unwrap();
+        assert!(alarm_delivery::finish(&mut tx, id.0, 42).await.unwrap());
+        tx.commit().await.unwrap();
+        eventually("pending 0", || metrics.pending() == 0).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
