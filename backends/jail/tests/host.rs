@@ -221,10 +221,12 @@ async fn runs_a_jail_through_the_helper() {
     assert!(stats.memory_bytes > 0 && stats.disk_total_bytes > 8 * MIB, "{stats:?}");
     assert_eq!((stats.net_rx_bytes, stats.net_tx_bytes), (0, 0));
 
+    // The init's own "started" line may come before the command's output: wait for the
+    // line itself, not for any line.
     let mut logs = vec![];
     for _ in 0..50 {
         logs = s.backend.logs(uid, None, None).await.unwrap();
-        if !logs.is_empty() {
+        if logs.iter().any(|l| l.line == "hello from the console") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
