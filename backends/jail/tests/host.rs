@@ -64,6 +64,22 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
+        // A test that failed midway leaves its jail running (with its loop device): remove
+        // every uid these tests use, from a runtime of our own (we may be unwinding out of
+        // the test's runtime), by a backend of its own: removal works from what is on disk.
+        let backend = JailBackend::new(self.options.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                for uid in 39900..39930 {
+                    if let Err(e) = backend.remove(uid).await {
+                        eprintln!("cleanup of {uid}: {e}");
+                    }
+                }
+            });
+        })
+        .join()
+        .unwrap();
         for c in ["memory", "cpuacct", "pids", "blkio", ""] {
             let parent = Path::new("/sys/fs/cgroup").join(c).join(&self.options.cgroup_parent);
             if let Ok(rd) = std::fs::read_dir(&parent) {
