@@ -324,12 +324,9 @@ impl Delivery {
         if self.ctx.xmpp.server.is_some() || self.ctx.allow_private {
             return Ok(());
         }
-        let bare = jid.split('/').next().unwrap_or(jid);
-        let domain = bare.rsplit('@').next().unwrap_or(bare);
-        let literal = domain.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
-        match literal {
-            Ok(ip) if ssrf::is_forbidden(ip) => {
-                Err(Error::bad_input("jid", format!("{domain} is a private address: alarms cannot be delivered there")))
+        match xmpp::literal_address(jid) {
+            Some(ip) if ssrf::is_forbidden(ip) => {
+                Err(Error::bad_input("jid", format!("{ip} is a private address: alarms cannot be delivered there")))
             }
             _ => Ok(()),
         }

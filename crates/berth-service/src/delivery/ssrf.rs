@@ -1,5 +1,5 @@
-//! Customer-supplied URLs (`slack_webhook`, `webhook_url`) must not reach the operator's own
-//! network: loopback, private (RFC 1918, RFC 6598 shared, IPv6 ULA), link-local, unspecified,
+//! Customer-supplied destinations (`slack_webhook`, `webhook_url`, the XMPP server a JID
+//! names) must not reach the operator's own network: loopback, private (RFC 1918, RFC 6598 shared, IPv6 ULA), link-local, unspecified,
 //! broadcast and multicast addresses are refused unless the operator allows them.
 //!
 //! The check runs twice: cheaply on the URL when it is set (literal addresses, `localhost`),
@@ -107,14 +107,23 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
-                let refused = Refused(format!("{host} resolves to {}, a private address", bad.ip()));
-                return Err(Box::new(refused) as Box<dyn StdError + Send + Sync>);
+            match resolve_public(&host, 0).await? {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
+                Err(refused) => Err(Box::new(refused) as Box<dyn StdError + Send + Sync>),
             }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
+}
+
+/// The addresses `host` resolves to (on `port`), refused as a whole when any of them is
+/// forbidden: a customer's destination (URL host, XMPP server) is connected to only
+/// through addresses that passed. The outer error is the lookup's own.
+pub async fn resolve_public(host: &str, port: u16) -> std::io::Result<Result<Vec<SocketAddr>, Refused>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    Ok(match addrs.iter().find(|a| is_forbidden(a.ip())) {
+        Some(bad) => Err(Refused(format!("{host} resolves to {}, a private address", bad.ip()))),
+        None => Ok(addrs),
+    })
 }
 
 /// The [`Refused`] somewhere in an error's source chain (the resolver's verdict as the HTTP

@@ -65,6 +65,15 @@ fn bare(jid: &str) -> &str {
     jid.split('/').next().unwrap_or(jid)
 }
 
+/// The address a JID's domain is written as (`10.0.0.5`, `[::1]`), if it is one.
+pub(super) fn literal_address(jid: &str) -> Option<std::net::IpAddr> {
+    split_jid(jid).ok().and_then(|(_, domain, _)| address_literal(domain))
+}
+
+fn address_literal(domain: &str) -> Option<std::net::IpAddr> {
+    domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')).unwrap_or(domain).parse().ok()
+}
+
 /// `(local, domain, resource)` of a JID; a JID for login needs a local part.
 fn split_jid(jid: &str) -> Result<(&str, &str, Option<&str>), SendError> {
     let (bare, resource) = match jid.split_once('/') {
@@ -267,7 +276,7 @@ impl Xmpp {
         if let Some(server) = &self.settings.server {
             return server.clone();
         }
-        if domain.parse::<std::net::IpAddr>().is_ok() {
+        if address_literal(domain).is_some() {
             return format!("{domain}:5222");
         }
         if let Ok(resolver) = hickory_resolver::TokioResolver::builder_tokio().map(|b| b.build()) {
@@ -294,14 +303,14 @@ impl Xmpp {
         if self.settings.server.is_some() || self.settings.allow_private {
             return TcpStream::connect(address).await.map_err(failed);
         }
-        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(address).await.map_err(failed)?.collect();
-        if let Some(bad) = addrs.iter().find(|a| super::ssrf::is_forbidden(a.ip())) {
-            return Err(SendError::Refused(format!(
-                "XMPP server {address} resolves to {}, a private address",
-                bad.ip()
-            )));
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.trim_start_matches('[').trim_end_matches(']'), port.parse().ok()?)))
+            .ok_or_else(|| SendError::Rejected(format!("XMPP server {address:?} is not host:port")))?;
+        match super::ssrf::resolve_public(host, port).await.map_err(failed)? {
+            Ok(addrs) => TcpStream::connect(addrs.as_slice()).await.map_err(failed),
+            Err(refused) => Err(SendError::Refused(format!("XMPP server {address}: {}", refused.0))),
         }
-        TcpStream::connect(addrs.as_slice()).await.map_err(failed)
     }
 
     async fn session(&self, text: &str) -> Result<(), SendError> {
@@ -431,14 +440,22 @@ mod tests {
 
     #[tokio::test]
     async fn the_operator_may_allow_private_servers() {
-        // The test's own listener on the address the JID names; it hangs up at once.
-        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:5222").await else {
-            return; // the port is taken by something else: not ours to connect to
-        };
+        // The test's own listener; allowed, the gateway connects to it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
         let accepted = tokio::spawn(async move { listener.accept().await.is_ok() });
-        let result = customer_account("kratos@127.0.0.1", true).session("alarm").await;
-        assert!(matches!(result, Err(SendError::Transport(_))), "{result:?}");
-        assert!(accepted.await.unwrap(), "allowed: the gateway connected");
+        let refused = customer_account("kratos@127.0.0.1", false).connect(&address).await;
+        assert!(matches!(refused, Err(SendError::Refused(_))), "{refused:?}");
+        customer_account("kratos@127.0.0.1", true).connect(&address).await.expect("allowed: connected");
+        assert!(accepted.await.unwrap(), "the listener saw the connection");
+    }
+
+    #[test]
+    fn address_literals_in_jids() {
+        assert_eq!(literal_address("kratos@10.0.0.5/laptop"), Some([10, 0, 0, 5].into()));
+        assert_eq!(literal_address("kratos@[::1]"), Some(std::net::Ipv6Addr::LOCALHOST.into()));
+        assert_eq!(literal_address("kratos@jabber.example.com"), None);
+        assert_eq!(literal_address("no-local-part"), None);
     }
 
     #[test]
