@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 
 use berth_model::Credential;
+use berth_service::revocation::{Revocations, Revoked};
 use berth_service::Service;
 use futures::task::AtomicWaker;
 
@@ -61,7 +62,7 @@ impl Sessions {
         self.0.watcher.get_or_init(|| {
             // The feed is taken here, so no revocation after this call is missed.
             let feed = service.revocations();
-            tokio::spawn(watch(Arc::downgrade(&self.0), service.clone(), feed));
+            tokio::spawn(watch(Arc::downgrade(&self.0), feed));
         });
         let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         let ending = Arc::new(Ending::default());
@@ -117,22 +118,13 @@ impl Registry {
 
 /// Ends the sessions of each revoked credential; all of them when revocations may have been
 /// missed. Stops once the router's registry is gone.
-async fn watch(registry: Weak<Registry>, service: Service, mut feed: berth_service::revocation::Revocations) {
+async fn watch(registry: Weak<Registry>, mut feed: Revocations) {
     loop {
-        let next = feed.next().await;
+        let revoked = feed.next().await;
         let Some(registry) = registry.upgrade() else { return };
-        match next {
-            Ok(credential) => registry.end(Some(&credential), SessionEnd::Revoked),
-            Err(end) => {
-                tracing::warn!(%end, "revocations may have been missed: every WebSocket session ends");
-                // Fresh feed first: a revocation in between is covered by ending all.
-                feed = service.revocations();
-                registry.end(None, SessionEnd::Interrupted);
-                drop(registry);
-                // The new feed keeps what comes meanwhile; this only keeps a bus that keeps
-                // failing from spinning.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+        match revoked {
+            Revoked::One(credential) => registry.end(Some(&credential), SessionEnd::Revoked),
+            Revoked::Everything => registry.end(None, SessionEnd::Interrupted),
         }
     }
 }

@@ -8,30 +8,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::{Credential, Event};
-use tokio::sync::broadcast::{self, error::RecvError};
+use berth_store::events::EventBus;
+use tokio::sync::broadcast;
 
-use crate::events::SubscriptionEnd;
 use crate::Service;
 
-/// Revocations committed on any gateway, from the moment the feed was taken.
+/// What a gateway must now treat as revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// This credential, on whatever gateway it was revoked.
+    One(Credential),
+    /// Every credential: revocations may have been missed (this gateway's PostgreSQL
+    /// listener reconnected, or the reader fell behind).
+    Everything,
+}
+
+/// Revocations committed on any gateway, from the moment the feed was taken; a feed that
+/// loses events says so ([`Revoked::Everything`]) and goes on.
 pub struct Revocations {
+    bus: Arc<dyn EventBus>,
     rx: broadcast::Receiver<Arc<Event>>,
 }
 
 impl Revocations {
-    /// The next revoked credential. `Err` means some may have been missed (this gateway's
-    /// PostgreSQL listener reconnected, or the reader fell behind): treat every credential
-    /// as revoked, and take a fresh feed.
-    pub async fn next(&mut self) -> Result<Credential, SubscriptionEnd> {
+    pub async fn next(&mut self) -> Revoked {
         loop {
             match self.rx.recv().await {
                 Ok(event) => {
                     if let Event::Revoked { credential, .. } = &*event {
-                        return Ok(credential.clone());
+                        return Revoked::One(credential.clone());
                     }
                 }
-                Err(RecvError::Lagged(n)) => return Err(SubscriptionEnd::Lagged(n)),
-                Err(RecvError::Closed) => return Err(SubscriptionEnd::Closed),
+                Err(lost) => {
+                    tracing::warn!(error = %lost, "revocations may have been missed: every credential counts as revoked");
+                    // Keeps a bus that keeps failing from spinning; what is revoked during
+                    // the pause is covered by `Everything`, acted on after the new feed exists.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.rx = self.bus.subscribe();
+                    return Revoked::Everything;
+                }
             }
         }
     }
@@ -40,7 +55,7 @@ impl Revocations {
 impl Service {
     /// A feed of revocations; none committed after this returns is missed.
     pub fn revocations(&self) -> Revocations {
-        Revocations { rx: self.bus.subscribe() }
+        Revocations { bus: self.bus.clone(), rx: self.bus.subscribe() }
     }
 
     /// Keeps this gateway's remembered passwords in step with the password changes made on
@@ -52,17 +67,9 @@ impl Service {
         tokio::spawn(async move {
             loop {
                 match feed.next().await {
-                    Ok(Credential::Password { username }) => service.forget_logins(&username),
-                    Ok(Credential::Token { .. }) => {}
-                    Err(end) => {
-                        tracing::warn!(%end, "revocations may have been missed: every remembered password is forgotten");
-                        // Fresh feed first: a revocation in between is covered by forgetting all.
-                        feed = service.revocations();
-                        service.auth.forget_everyone();
-                        // The new feed keeps what comes meanwhile; this only keeps a bus that
-                        // keeps failing from spinning.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    Revoked::One(Credential::Password { username }) => service.forget_logins(&username),
+                    Revoked::One(Credential::Token { .. }) => {}
+                    Revoked::Everything => service.auth.forget_everyone(),
                 }
             }
         })
