@@ -232,6 +232,21 @@ pub fn unix_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Now on the database's clock, in Unix milliseconds. Times that gateways and agents on
+/// different machines compare with each other (delivery leases and due times, `alarm_freq`
+/// slots) are read off this one clock, so the machines' own clocks need not agree. SQLite
+/// is only ever shared by the processes of one machine: its clock is this one.
+pub async fn database_millis(conn: &mut AnyConnection) -> StoreResult<i64> {
+    if conn.backend_name() != <sqlx::Postgres as sqlx::Database>::NAME {
+        return Ok(unix_millis());
+    }
+    let (millis,): (i64,) =
+        sqlx::query_as("SELECT CAST(floor(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)")
+            .fetch_one(conn)
+            .await?;
+    Ok(millis)
+}
+
 /// A fresh random UUID4 in its 36-character text form.
 pub fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -179,6 +179,20 @@ async fn leases_are_exclusive_and_run_out(store: Store) {
     assert_eq!(pending(&store).await, 0);
 }
 
+/// The clock leases are set by: PostgreSQL's own on PostgreSQL (a server whose clock is
+/// this machine's here, so the two must agree), in milliseconds, and moving forward.
+async fn the_database_clock(store: Store) {
+    let mut conn = store.read().await.unwrap();
+    let before = berth_store::unix_millis();
+    let first = berth_store::database_millis(&mut conn).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = berth_store::database_millis(&mut conn).await.unwrap();
+    let after = berth_store::unix_millis();
+    assert!(before - 1_000 <= first && second <= after + 1_000, "{before} ≤ {first} ≤ {second} ≤ {after}, ±1 s");
+    assert!(second - first >= 15, "milliseconds that move: {first} then {second}");
+}
+
 both_engines!(claims, one_delivery_per_interval);
+both_engines!(clock, the_database_clock);
 both_engines!(pending_deliveries, leases_are_exclusive_and_run_out);
 both_engines!(webhooks, webhook_fields);

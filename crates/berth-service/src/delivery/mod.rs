@@ -17,7 +17,9 @@
 //! attempt and extends its lease. When a gateway dies, its leases run out
 //! ([`DeliveryConfig::lease`] past the attempt's or wait's end) and any gateway resumes
 //! those deliveries at the next attempt: delivery is at least once, so a receiver may see
-//! an alarm twice (same `id`) after a crash. Outcomes are logged with channel and status
+//! an alarm twice (same `id`) after a crash. Leases, due times and `alarm_freq` slots are
+//! set and compared on the database's clock ([`berth_store::database_millis`]), so gateways
+//! whose clocks disagree still agree on who holds what. Outcomes are logged with channel and status
 //! and counted in [`DeliveryMetrics`]; they never reach the raiser.
 //!
 //! Customer URLs (`slack_webhook`, `webhook_url`) pass [`ssrf`]: loopback, private,
@@ -281,11 +283,11 @@ impl Delivery {
         if channels.is_empty() {
             return Ok(Scheduled::Nothing);
         }
-        if !alarm_delivery::claim(tx, container.id, berth_store::unix_now()).await? {
+        let now = berth_store::database_millis(tx).await?;
+        if !alarm_delivery::claim(tx, container.id, now / 1000).await? {
             return Ok(Scheduled::Throttled);
         }
         let json = serde_json::to_string(alarm).map_err(|e| Error::Internal(format!("alarm to JSON: {e}")))?;
-        let now = berth_store::unix_millis();
         for channel in &channels {
             alarm_delivery::schedule(tx, container.id, container.customer_id, channel.kind().as_str(), &json, now)
                 .await?;
@@ -371,11 +373,11 @@ impl DeliveryWorker {
 impl Sender {
     /// Up to `wanted` due deliveries, now ours; none when the database fails (logged).
     async fn lease(&self, store: &Store, wanted: usize) -> Vec<PendingDelivery> {
-        let now = berth_store::unix_millis();
-        let until = now + millis(self.attempt_bound + self.lease);
         let token: i64 = rand::thread_rng().gen();
         let leased = async {
             let mut conn = store.read().await?;
+            let now = berth_store::database_millis(&mut conn).await?;
+            let until = now + millis(self.attempt_bound + self.lease);
             let pending = alarm_delivery::pending(&mut conn).await?;
             self.metrics.pending.store(u64::try_from(pending).unwrap_or(0), Ordering::Relaxed);
             let due = alarm_delivery::due(&mut conn, now, wanted as i64).await?;
@@ -489,9 +491,9 @@ impl Sender {
     /// Counts attempt `attempt` as started and holds the lease for `ahead` plus the lease
     /// margin; `false` (stop) when the lease is another's now or the database fails.
     async fn renew(&self, store: &Store, job: &PendingDelivery, attempt: u32, ahead: Duration) -> bool {
-        let until = berth_store::unix_millis() + millis(ahead + self.lease);
         let renewed = async {
             let mut tx = store.write().await?;
+            let until = berth_store::database_millis(&mut tx).await? + millis(ahead + self.lease);
             let held = alarm_delivery::renew(&mut tx, job.id, job.lease_token, i64::from(attempt), until).await?;
             tx.commit().await?;
             Ok::<_, Error>(held)
