@@ -32,6 +32,8 @@ uid="$(admin container add --customer kratos --server server1 --name hydra --mem
     | sed -n 's/.*"uid":\([0-9]*\).*/\1/p')"
 [ -n "$uid" ] || { echo "no container uid" >&2; exit 1; }
 
+# All subscribers are one customer's: the operator of such a customer raises its socket limit.
+export BERTH_MAX_WEBSOCKETS_PER_CUSTOMER="${BERTH_MAX_WEBSOCKETS_PER_CUSTOMER:-$SUBSCRIBERS}"
 start_berth
 echo "== berth serve pid $server_pid on $addr; fd limit $(ulimit -n)" >&2
 

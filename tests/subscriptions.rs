@@ -995,3 +995,94 @@ async fn identical_subscriptions_share_an_execution_but_not_a_fate() {
     assert_alarm(&ws.next_data(&sub).await, id, uid, "after everyone left");
     ws.close().await;
 }
+
+/// Sends `connection_init` with `authorization` and a subscription to [`ALARMS`] right
+/// behind it. Acknowledged: the socket and the subscription's id. Refused: it must be the
+/// refusal of a customer over its socket limit, and the subscription must not have run.
+async fn init_within_limit(berth: &Berth, protocol: Protocol, authorization: &str) -> Option<(Ws, String)> {
+    let mut ws = Ws::connect(berth.addr, protocol).await;
+    ws.send_init(json!({ "Authorization": authorization })).await;
+    let sub = ws.subscribe(ALARMS, json!({})).await;
+    let what = format!("{}: socket over the limit", protocol.name());
+    match (protocol, ws.frame().await) {
+        (_, Frame::Json(m)) if m["type"] == "connection_ack" => return Some((ws, sub)),
+        // 1013 Try Again Later: clients retry it, unlike 4403 (refused credentials).
+        (Protocol::TransportWs, Frame::Close(Some((code, reason)))) => {
+            assert_eq!(code, 1013, "{what}: {reason}");
+            assert!(reason.contains("at most 2"), "{what}: the reason says the limit: {reason}");
+        }
+        (Protocol::LegacyWs, Frame::Json(m)) if m["type"] == "connection_error" => {
+            let message = m["payload"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("too many WebSockets"), "{what}: {m}");
+            match ws.frame().await {
+                Frame::Close(_) | Frame::Ended(_) => {}
+                other => {
+                    panic!("{what}: expected the end after connection_error, got {other:?} (operation {sub} ran?)")
+                }
+            }
+        }
+        (_, other) => panic!("{what}: expected connection_ack or the limit's refusal, got {other:?}"),
+    }
+    None
+}
+
+// 15. A customer holds at most --max-websockets-per-customer sockets on a gateway: one more
+// is refused (graphql-transport-ws: 1013 Try Again Later; graphql-ws: connection_error) and
+// runs nothing; other customers are untouched; refused credentials take no place; a closed
+// socket gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_holds_at_most_its_limit_of_sockets() {
+    let opts = Opts { args: vec!["--max-websockets-per-customer".into(), "2".into()], ..Opts::default() };
+    let berth = Berth::start_with(opts).await;
+    let (h, uid) = customer_with_container(&berth, "hana").await;
+    let (other, other_uid) = customer_with_container(&berth, "ivan").await;
+    let (h_auth, other_auth) = (authorization(&h.auth()), authorization(&other.auth()));
+    for protocol in Protocol::ALL {
+        // The places of the previous protocol's sockets come back once the gateway saw them
+        // close.
+        let deadline = Instant::now() + WAIT;
+        let first = loop {
+            match init_within_limit(&berth, protocol, &h_auth).await {
+                Some((ws, _)) => break ws,
+                None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                None => panic!("{}: the closed sockets' places never came back", protocol.name()),
+            }
+        };
+        // A wrong password is refused for itself and takes no place.
+        let wrong = authorization(&Auth::basic(&h.username, "not-the-password"));
+        let mut refused = Ws::connect(berth.addr, protocol).await;
+        refused.send_init(json!({ "Authorization": wrong })).await;
+        let sub = refused.subscribe(ALARMS, json!({})).await;
+        assert_refused(&mut refused, &sub, &format!("{}: wrong password", protocol.name())).await;
+        let (mut second, sub) =
+            init_within_limit(&berth, protocol, &h_auth).await.expect("the second socket is within the limit");
+        assert!(init_within_limit(&berth, protocol, &h_auth).await.is_none(), "{}: a third socket", protocol.name());
+        // Another customer is not limited by this one's sockets, and its alarms flow.
+        let mut others = Vec::new();
+        for _ in 0..2 {
+            others.push(init_within_limit(&berth, protocol, &other_auth).await.expect("another customer's socket"));
+        }
+        let (mut others, other_subs): (Vec<Ws>, Vec<String>) = others.into_iter().unzip();
+        let other_sub = other_subs[0].clone();
+        sync(&mut others[0], &other_sub, &berth, &other.auth(), other_uid, 1).await;
+        let id = raise(&berth, other.auth(), other_uid, "other customer", 1).await;
+        assert_alarm(&others[0].next_data(&other_sub).await, id, other_uid, "other customer");
+        // The customer at its limit still receives on the sockets it holds.
+        sync(&mut second, &sub, &berth, &h.auth(), uid, 1).await;
+        let id = raise(&berth, h.auth(), uid, "at the limit", 1).await;
+        assert_alarm(&second.next_data(&sub).await, id, uid, "at the limit");
+        // Closing one gives its place back.
+        first.close().await;
+        let deadline = Instant::now() + WAIT;
+        let third = loop {
+            match init_within_limit(&berth, protocol, &h_auth).await {
+                Some((ws, _)) => break ws,
+                None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                None => panic!("{}: a closed socket's place never came back", protocol.name()),
+            }
+        };
+        for ws in [second, third].into_iter().chain(others) {
+            ws.close().await;
+        }
+    }
+}

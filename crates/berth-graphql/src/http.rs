@@ -31,6 +31,20 @@ pub(crate) struct GraphqlParts {
     pub(crate) metrics: crate::GraphqlMetrics,
     pub(crate) shared: crate::shared_streams::SharedStreams,
     pub(crate) sessions: crate::sessions::Sessions,
+    pub(crate) sockets: crate::customer_sockets::CustomerSockets,
+}
+
+/// What the operator sets for the GraphQL routes.
+#[derive(Debug, Clone)]
+pub struct GraphqlOptions {
+    /// WebSockets one customer may hold open at once on this gateway.
+    pub max_websockets_per_customer: usize,
+}
+
+impl Default for GraphqlOptions {
+    fn default() -> Self {
+        GraphqlOptions { max_websockets_per_customer: crate::customer_sockets::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER }
+    }
 }
 
 impl std::ops::Deref for GraphqlState {
@@ -42,13 +56,14 @@ impl std::ops::Deref for GraphqlState {
 }
 
 /// Routes `/graphql`, `/graphql/ws` and GraphiQL's embedded assets for the given service.
-pub fn router(service: Service, metrics: crate::GraphqlMetrics) -> Router {
+pub fn router(service: Service, metrics: crate::GraphqlMetrics, options: GraphqlOptions) -> Router {
     let state = GraphqlState(std::sync::Arc::new(GraphqlParts {
         schema: crate::schema(service.clone()),
         service,
         metrics,
         shared: Default::default(),
         sessions: Default::default(),
+        sockets: crate::customer_sockets::CustomerSockets::new(options.max_websockets_per_customer),
     }));
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))

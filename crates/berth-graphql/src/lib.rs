@@ -10,6 +10,7 @@ mod alarms;
 mod containers;
 pub(crate) mod cursor;
 mod custom_distros;
+mod customer_sockets;
 mod domains;
 mod error;
 mod graphiql;
@@ -31,8 +32,9 @@ mod websocket;
 use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};
 
+pub use customer_sockets::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER;
 pub use error::{ensure_codes, gql_error, ErrorCode};
-pub use http::router;
+pub use http::{router, GraphqlOptions};
 pub use loaders::{set_loader_delay, LOADER_DELAY};
 pub use telemetry::GraphqlMetrics;
 pub use websocket::{MAX_SUBSCRIPTIONS_PER_SOCKET, WS_READ_BUFFER};

@@ -1,11 +1,13 @@
 //! `/graphql/ws`: GraphQL over WebSocket, speaking `graphql-transport-ws` and the legacy
 //! `graphql-ws`, from `connection_init` to the connection's end: credentials, the protocols'
-//! close codes, the per-connection subscription limit, and the end of a session whose
-//! credential was revoked (`crate::sessions`).
+//! close codes, the per-connection subscription limit, the per-customer socket limit
+//! (`crate::customer_sockets`), and the end of a session whose credential was revoked
+//! (`crate::sessions`).
 
 use std::net::SocketAddr;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::ErrorExtensions as _;
 use async_graphql_axum::GraphQLProtocol;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap};
@@ -36,8 +38,9 @@ pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// (key matched case-insensitively); a bad or missing one ends the connection with the
 /// protocol's error before any operation runs: `connection_error` on `graphql-ws`, close
 /// 4403 Forbidden on `graphql-transport-ws` (an operation before `connection_init`: 4401,
-/// an invalid message: 4400). A connection not acknowledged within [`WS_INIT_TIMEOUT`] is
-/// closed with 4408. Every operation on the socket runs like one over HTTP: with the
+/// an invalid message: 4400). A customer already holding its limit of sockets on this
+/// gateway is refused the same way, with 1013 Try Again Later on `graphql-transport-ws`.
+/// A connection not acknowledged within [`WS_INIT_TIMEOUT`] is closed with 4408. Every operation on the socket runs like one over HTTP: with the
 /// caller's per-request DataLoaders, every error carrying `extensions.code`.
 pub(crate) async fn websocket(
     State(state): State<GraphqlState>,
@@ -64,7 +67,6 @@ async fn serve_websocket(
     peer: SocketAddr,
     transport_ws: bool,
 ) {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, OnceLock};
 
     use async_graphql::http::{WebSocketProtocols, WsMessage};
@@ -84,11 +86,15 @@ async fn serve_websocket(
     };
     let authenticated = executor.caller.clone();
     let acknowledged = executor.caller.clone();
-    let refused = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(OnceLock::<Refusal>::new());
     let refused_by_init = refused.clone();
     let session = Arc::new(OnceLock::<crate::sessions::Session>::new());
     let session_of_init = session.clone();
     let sessions = state.sessions.clone();
+    // Held as long as the connection: this socket's place among its customer's.
+    let place = Arc::new(OnceLock::<crate::customer_sockets::SocketPlace>::new());
+    let place_of_init = place.clone();
+    let customer_sockets = state.sockets.clone();
 
     let (mut sink, stream) = socket.split();
     // Text and binary frames are protocol messages; a read error ends the connection.
@@ -111,18 +117,22 @@ async fn serve_websocket(
                 }
                 Ok(caller)
             };
-            match caller.await {
-                Ok(caller) => {
-                    let _ = authenticated.set(caller);
-                    let mut data = async_graphql::Data::default();
-                    data.insert(caller);
-                    Ok(data)
-                }
+            let caller = match caller.await {
+                Ok(caller) => caller,
                 Err(e) => {
-                    refused_by_init.store(true, Ordering::SeqCst);
-                    Err(crate::gql_error(e))
+                    let _ = refused_by_init.set(Refusal::Credentials);
+                    return Err(crate::gql_error(e));
                 }
-            }
+            };
+            let Some(taken) = customer_sockets.take(caller.customer_id) else {
+                let _ = refused_by_init.set(Refusal::TooManySockets);
+                return Err(too_many_sockets(customer_sockets.limit()));
+            };
+            let _ = place_of_init.set(taken);
+            let _ = authenticated.set(caller);
+            let mut data = async_graphql::Data::default();
+            data.insert(caller);
+            Ok(data)
         });
     futures::pin_mut!(output);
     let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
@@ -195,13 +205,36 @@ fn speaks_transport_ws(headers: &HeaderMap) -> bool {
         == Some(WebSocketProtocols::GraphQLWS)
 }
 
+/// Why `connection_init` was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Missing, malformed, wrong or revoked credentials.
+    Credentials,
+    /// The customer already holds its limit of sockets on this gateway.
+    TooManySockets,
+}
+
+/// The refusal of a socket over its customer's limit; the client may retry once it closed
+/// another.
+fn too_many_sockets(limit: usize) -> async_graphql::Error {
+    async_graphql::Error::new(format!(
+        "too many WebSockets: at most {limit} may be open at once per customer; close one, or try again later"
+    ))
+    .extend_with(|_, ext| ext.set("code", "TOO_MANY_WEBSOCKETS"))
+}
+
 /// The close codes `graphql-transport-ws` prescribes, where async-graphql uses generic ones:
 /// refused credentials 4403 (it closes with 1002), an operation before the connection is
-/// acknowledged 4401 (1011), an invalid message 4400 (1002).
-fn transport_ws_close(code: u16, reason: String, refused: &std::sync::atomic::AtomicBool) -> (u16, String) {
+/// acknowledged 4401 (1011), an invalid message 4400 (1002). A customer over its socket
+/// limit gets 1013 Try Again Later, which clients such as `graphql-ws` retry, not 4403,
+/// which they take as final.
+fn transport_ws_close(code: u16, reason: String, refused: &std::sync::OnceLock<Refusal>) -> (u16, String) {
     match code {
-        1002 if refused.load(std::sync::atomic::Ordering::SeqCst) => (4403, format!("Forbidden: {reason}")),
-        1002 => (4400, reason),
+        1002 => match refused.get() {
+            Some(Refusal::Credentials) => (4403, format!("Forbidden: {reason}")),
+            Some(Refusal::TooManySockets) => (1013, reason),
+            None => (4400, reason),
+        },
         1011 => (4401, "Unauthorized".to_owned()),
         other => (other, reason),
     }

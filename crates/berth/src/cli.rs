@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// Path prefix of the uwsgi.it-compatible REST API.
     #[arg(long = "api-prefix", env = "BERTH_API_PREFIX", default_value = "/api", value_parser = parse_prefix)]
     pub api_prefix: String,
+    /// WebSockets (`/graphql/ws`) one customer may hold open at once on this gateway; more
+    /// are refused (close 1013, try again later), so that no customer takes the sockets all
+    /// customers' live alarms share.
+    #[arg(long = "max-websockets-per-customer", env = "BERTH_MAX_WEBSOCKETS_PER_CUSTOMER",
+          default_value_t = berth_graphql::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_websockets_per_customer: u64,
     #[command(flatten)]
     pub delivery: crate::alarm_delivery::DeliveryArgs,
     #[command(flatten)]

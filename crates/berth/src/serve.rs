@@ -34,7 +34,10 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         Some(server) => Some(start_agent(&args, server, service.clone(), stop_rx)?),
         None => None,
     };
-    let app = app(service, telemetry.clone(), &args.api_prefix);
+    let graphql = berth_graphql::GraphqlOptions {
+        max_websockets_per_customer: usize::try_from(args.max_websockets_per_customer).unwrap_or(usize::MAX),
+    };
+    let app = app(service, telemetry.clone(), &args.api_prefix, graphql);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -107,7 +110,7 @@ fn start_agent(
     })))
 }
 
-fn app(service: Service, telemetry: Telemetry, api_prefix: &str) -> Router {
+fn app(service: Service, telemetry: Telemetry, api_prefix: &str, graphql: berth_graphql::GraphqlOptions) -> Router {
     let metrics = telemetry.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -118,7 +121,7 @@ fn app(service: Service, telemetry: Telemetry, api_prefix: &str) -> Router {
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response() }
             }),
         )
-        .merge(berth_graphql::router(service.clone(), telemetry.graphql.clone()))
+        .merge(berth_graphql::router(service.clone(), telemetry.graphql.clone(), graphql))
         .nest(api_prefix, berth_rest::router(service))
         .route_layer(axum::middleware::from_fn_with_state(telemetry, telemetry::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
