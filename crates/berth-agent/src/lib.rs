@@ -717,7 +717,7 @@ impl Inner {
         self.count_oom_kills(id, s.oom_kills).await;
 
         if let Some(percent) = plan::quota_over(s.disk_used_bytes, d.container.storage, d.container.quota_threshold) {
-            match self.service.quota_alarm_due(id, now).await {
+            match self.service.quota_alarm_due(id).await {
                 Ok(true) => {
                     let msg = format!("quota: home is {percent}% full (threshold {}%)", d.container.quota_threshold);
                     if let Err(e) = self.service.raise_system_alarm(id, &msg, Some(ALARM_COLOR)).await {

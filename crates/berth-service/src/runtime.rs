@@ -335,11 +335,13 @@ impl Service {
         Ok(())
     }
 
-    /// Whether a quota alarm may be raised for the container at `now`; if so the slot is
-    /// taken (one conditional `UPDATE`), so at most one quota alarm per `alarm_freq` (never
-    /// less than 60 s), across agents and restarts.
-    pub async fn quota_alarm_due(&self, container_id: i64, now: i64) -> Result<bool> {
+    /// Whether a quota alarm may be raised for the container now; if so the slot is taken
+    /// (one conditional `UPDATE`), so at most one quota alarm per `alarm_freq` (never less
+    /// than 60 s), across agents and restarts. Now is the database's clock, as for the
+    /// delivery slot: agents that take over a server need not agree on the time.
+    pub async fn quota_alarm_due(&self, container_id: i64) -> Result<bool> {
         let mut tx = self.store.write().await?;
+        let now = berth_store::database_millis(&mut tx).await? / 1000;
         let due = store_runtime::claim_quota_alarm(&mut tx, container_id, now, alarm_delivery::MIN_ALARM_FREQ).await?;
         tx.commit().await?;
         Ok(due)

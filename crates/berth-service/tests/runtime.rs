@@ -31,6 +31,7 @@ struct World {
     bare: berth_model::Container,
     /// Another customer's, same server.
     foreign: berth_model::Container,
+    store: Store,
     _dir: tempfile::TempDir,
 }
 
@@ -70,6 +71,7 @@ async fn world() -> World {
         ready,
         bare,
         foreign,
+        store,
         _dir: dir,
     }
 }
@@ -162,12 +164,42 @@ async fn runtime_is_the_owners_only() {
 #[tokio::test]
 async fn quota_alarms_once_per_alarm_freq() {
     let w = world().await;
-    let t = 1_700_000_000;
-    assert!(!w.service.quota_alarm_due(w.ready.id, t).await.unwrap(), "never observed: no usage, no alarm");
+    assert!(!w.service.quota_alarm_due(w.ready.id).await.unwrap(), "never observed: no usage, no alarm");
     w.service.report_runtime(w.ready.id, running(1)).await.unwrap();
-    assert!(w.service.quota_alarm_due(w.ready.id, t).await.unwrap());
-    assert!(!w.service.quota_alarm_due(w.ready.id, t + 59).await.unwrap());
-    assert!(w.service.quota_alarm_due(w.ready.id, t + 60).await.unwrap());
+    let before = berth_store::unix_millis() / 1000;
+    assert!(w.service.quota_alarm_due(w.ready.id).await.unwrap());
+    let after = berth_store::unix_millis() / 1000;
+    // The slot is taken at the database's now (on SQLite, this machine's clock).
+    let claimed_at = |w: &World| {
+        let store = w.store.clone();
+        let id = w.ready.id;
+        async move {
+            let mut conn = store.read().await.unwrap();
+            berth_store::runtime::get(&mut conn, id).await.unwrap().unwrap().last_quota_alarm
+        }
+    };
+    let claimed = claimed_at(&w).await;
+    assert!((before..=after).contains(&claimed), "slot taken at {claimed}, not within [{before}, {after}]");
+    assert!(!w.service.quota_alarm_due(w.ready.id).await.unwrap(), "the slot is taken for alarm_freq");
+    // As if 59, then 60 seconds had passed since the slot was taken.
+    let age_slot = |seconds: i64| {
+        let store = w.store.clone();
+        let id = w.ready.id;
+        async move {
+            let mut tx = store.write().await.unwrap();
+            sqlx::query("UPDATE container_runtime SET last_quota_alarm = $2 WHERE container_id = $1")
+                .bind(id)
+                .bind(berth_store::unix_millis() / 1000 - seconds)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    age_slot(58).await;
+    assert!(!w.service.quota_alarm_due(w.ready.id).await.unwrap(), "58 s is within the minimum of 60 s");
+    age_slot(61).await;
+    assert!(w.service.quota_alarm_due(w.ready.id).await.unwrap(), "the slot is free again after 60 s");
 }
 
 /// Records what reached it; answers like an agent whose containers all run, except `down`.

@@ -17,8 +17,8 @@
 //! attempt and extends its lease. When a gateway dies, its leases run out
 //! ([`DeliveryConfig::lease`] past the attempt's or wait's end) and any gateway resumes
 //! those deliveries at the next attempt: delivery is at least once, so a receiver may see
-//! an alarm twice (same `id`) after a crash. Leases, due times and delivery `alarm_freq`
-//! slots are set and compared on the database's clock ([`berth_store::database_millis`]),
+//! an alarm twice (same `id`) after a crash. Leases, due times and `alarm_freq` slots
+//! (delivery here, quota alarms in `Service::quota_alarm_due`) are set and compared on the database's clock ([`berth_store::database_millis`]),
 //! so gateways whose clocks disagree still agree on who holds what. Outcomes are logged
 //! with channel and status and counted in [`DeliveryMetrics`]; they never reach the raiser.
 //!
