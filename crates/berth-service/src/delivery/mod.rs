@@ -1,7 +1,7 @@
 //! Alarm delivery to a container's channels: XMPP, Pushover, Pushbullet, Slack and a signed
 //! webhook (seed "Alarms"; spec §5.7).
 //!
-//! Flow: in the transaction that stores an alarm, [`Delivery::schedule`] picks the
+//! Flow: in the transaction that stores an alarm, `Delivery::schedule` picks the
 //! container's complete channels ([`channels_for`]), takes the container's delivery slot
 //! with one conditional `UPDATE` (`berth_store::alarm_delivery::claim`: at most one delivery
 //! per `alarm_freq` seconds per container, agreed by every gateway on the same PostgreSQL)
