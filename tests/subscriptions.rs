@@ -1026,6 +1026,19 @@ async fn init_within_limit(berth: &Berth, protocol: Protocol, authorization: &st
     None
 }
 
+/// [`init_within_limit`] until acknowledged: a closed socket's place comes back once the
+/// gateway saw it close. Panics when none came back within [`WAIT`].
+async fn init_once_a_place_is_free(berth: &Berth, protocol: Protocol, authorization: &str) -> Ws {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match init_within_limit(berth, protocol, authorization).await {
+            Some((ws, _)) => return ws,
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            None => panic!("{}: a closed socket's place never came back", protocol.name()),
+        }
+    }
+}
+
 // 15. A customer holds at most --max-websockets-per-customer sockets on a gateway: one more
 // is refused (graphql-transport-ws: 1013 Try Again Later; graphql-ws: connection_error) and
 // runs nothing; other customers are untouched; refused credentials take no place; a closed
@@ -1040,14 +1053,7 @@ async fn a_customer_holds_at_most_its_limit_of_sockets() {
     for protocol in Protocol::ALL {
         // The places of the previous protocol's sockets come back once the gateway saw them
         // close.
-        let deadline = Instant::now() + WAIT;
-        let first = loop {
-            match init_within_limit(&berth, protocol, &h_auth).await {
-                Some((ws, _)) => break ws,
-                None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-                None => panic!("{}: the closed sockets' places never came back", protocol.name()),
-            }
-        };
+        let first = init_once_a_place_is_free(&berth, protocol, &h_auth).await;
         // A wrong password is refused for itself and takes no place.
         let wrong = authorization(&Auth::basic(&h.username, "not-the-password"));
         let mut refused = Ws::connect(berth.addr, protocol).await;
@@ -1073,14 +1079,7 @@ async fn a_customer_holds_at_most_its_limit_of_sockets() {
         assert_alarm(&second.next_data(&sub).await, id, uid, "at the limit");
         // Closing one gives its place back.
         first.close().await;
-        let deadline = Instant::now() + WAIT;
-        let third = loop {
-            match init_within_limit(&berth, protocol, &h_auth).await {
-                Some((ws, _)) => break ws,
-                None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-                None => panic!("{}: a closed socket's place never came back", protocol.name()),
-            }
-        };
+        let third = init_once_a_place_is_free(&berth, protocol, &h_auth).await;
         for ws in [second, third].into_iter().chain(others) {
             ws.close().await;
         }
