@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::ErrorExtensions as _;
 use async_graphql_axum::GraphQLProtocol;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap};
@@ -40,8 +39,9 @@ pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// 4403 Forbidden on `graphql-transport-ws` (an operation before `connection_init`: 4401,
 /// an invalid message: 4400). A customer already holding its limit of sockets on this
 /// gateway is refused the same way, with 1013 Try Again Later on `graphql-transport-ws`.
-/// A connection not acknowledged within [`WS_INIT_TIMEOUT`] is closed with 4408. Every operation on the socket runs like one over HTTP: with the
-/// caller's per-request DataLoaders, every error carrying `extensions.code`.
+/// A connection not acknowledged within [`WS_INIT_TIMEOUT`] is closed with 4408. Every
+/// operation on the socket runs like one over HTTP: with the caller's per-request
+/// DataLoaders, every error carrying `extensions.code`.
 pub(crate) async fn websocket(
     State(state): State<GraphqlState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -215,12 +215,11 @@ enum Refusal {
 }
 
 /// The refusal of a socket over its customer's limit; the client may retry once it closed
-/// another.
+/// another. Only the message reaches the client (the close reason, or `connection_error`).
 fn too_many_sockets(limit: usize) -> async_graphql::Error {
     async_graphql::Error::new(format!(
         "too many WebSockets: at most {limit} may be open at once per customer; close one, or try again later"
     ))
-    .extend_with(|_, ext| ext.set("code", "TOO_MANY_WEBSOCKETS"))
 }
 
 /// The close codes `graphql-transport-ws` prescribes, where async-graphql uses generic ones:

@@ -18,9 +18,10 @@
 //! ([`DeliveryConfig::lease`] past the attempt's or wait's end) and any gateway resumes
 //! those deliveries at the next attempt: delivery is at least once, so a receiver may see
 //! an alarm twice (same `id`) after a crash. Leases, due times and `alarm_freq` slots
-//! (delivery here, quota alarms in `Service::quota_alarm_due`) are set and compared on the database's clock ([`berth_store::database_millis`]),
-//! so gateways whose clocks disagree still agree on who holds what. Outcomes are logged
-//! with channel and status and counted in [`DeliveryMetrics`]; they never reach the raiser.
+//! (delivery here, quota alarms in `Service::quota_alarm_due`) are set and compared on
+//! the database's clock ([`berth_store::database_millis`]), so gateways whose clocks
+//! disagree still agree on who holds what. Outcomes are logged with channel and status and
+//! counted in [`DeliveryMetrics`]; they never reach the raiser.
 //!
 //! Customer URLs (`slack_webhook`, `webhook_url`) pass [`ssrf`]: loopback, private,
 //! link-local and unspecified addresses are refused, both as literals and as the addresses a
