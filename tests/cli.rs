@@ -154,6 +154,32 @@ async fn migrate_creates_and_then_keeps_the_schema() {
     assert_fails_with(&out, &["database"]);
 }
 
+/// A result that cannot be written (stdout on a full disk, a closed pipe) is a clear error
+/// and a non-zero exit, not a panic; `admin` says its change was committed all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_stdout_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let to_full_disk = |args: &[&str]| {
+        let mut cmd = berth_command();
+        cmd.args(args).stdin(Stdio::null()).stdout(std::fs::File::create("/dev/full").unwrap()).stderr(Stdio::piped());
+        // Not `output()`: it would replace stdout with a pipe.
+        let child = cmd.spawn().expect("run berth");
+        async move { tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap() }
+    };
+    let out = to_full_disk(&["schema"]).await;
+    assert_fails_with(&out, &["standard output"]);
+    let out =
+        to_full_disk(&["admin", "--state-dir", state, "customer", "add", "--username", "zeus", "--password", "p"])
+            .await;
+    assert_fails_with(&out, &["committed", "standard output"]);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    let again =
+        run(&["admin", "--state-dir", state, "customer", "add", "--username", "zeus", "--password", "p"], &[]).await;
+    assert_fails_with(&again, &["zeus"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_works_on_postgres() {
     let Some(pg) = common::PgDatabase::create().await else { return };

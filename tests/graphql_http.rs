@@ -97,3 +97,54 @@ async fn malformed_requests_get_typed_errors() {
     let body = berth.gql(kratos.auth(), "{ me { username ", json!({})).await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
 }
+
+/// GET answers queries only: a mutation over GET (a link or an `<img>` on another site, sent
+/// with the browser's remembered basic credentials) is refused before it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_answers_queries_and_refuses_mutations() {
+    let berth = Berth::start().await;
+    let kratos = berth.fixture_customer("kratos").await;
+    let authorization = Auth::basic(&kratos.username, &kratos.password).header().unwrap();
+    let get = |query: &str, operation: Option<&str>| {
+        let mut params = vec![("query", query.to_owned())];
+        params.extend(operation.map(|name| ("operationName", name.to_owned())));
+        let request = berth.http().get(berth.url("/graphql")).query(&params).header("authorization", &authorization);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let allow = r.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+            (status, allow, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, _, body) = get("{ me { company } }", None).await;
+    assert_eq!(status, 200, "{body}");
+    let company = body["data"]["me"]["company"].clone();
+    let with_variables = |variables: &str| {
+        let params = [
+            ("query", "query ($first: Int) { containers(first: $first) { edges { node { uid } } } }"),
+            ("variables", variables),
+        ];
+        berth.http().get(berth.url("/graphql")).query(&params).header("authorization", &authorization).send()
+    };
+    let r = with_variables(r#"{"first": 1}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["errors"].is_null() && body["data"]["containers"]["edges"].is_array(), "{body}");
+    let r = with_variables("{not json").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json().await.unwrap()), Some("BAD_USER_INPUT"));
+
+    let mutation = r#"mutation { updateMe(input: { company: "Changed over GET" }) { company } }"#;
+    let (status, allow, body) = get(mutation, None).await;
+    assert_eq!((status, allow.as_deref(), error_code(&body)), (405, Some("POST"), Some("BAD_USER_INPUT")), "{body}");
+    let two = format!("query Read {{ me {{ company }} }} {}", mutation.replacen("mutation", "mutation Write", 1));
+    let (status, _, body) = get(&two, Some("Write")).await;
+    assert_eq!((status, error_code(&body)), (405, Some("BAD_USER_INPUT")), "{body}");
+    let (status, _, body) = get(&two, Some("Read")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["me"]["company"], company, "nothing changed: {body}");
+
+    // The same mutation over POST runs.
+    let body = berth.gql_ok(kratos.auth(), mutation, json!({})).await;
+    assert_eq!(body["updateMe"]["company"], "Changed over GET", "{body}");
+}

@@ -10,8 +10,14 @@ use axum::routing::post;
 use common::{Auth, Berth, Opts};
 use serde_json::json;
 
+/// The /metrics body, after checking it is labelled as the OpenMetrics text it is.
 async fn metrics_text(berth: &Berth) -> String {
-    berth.http().get(berth.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("metrics body")
+    let response = berth.http().get(berth.url("/metrics")).send().await.expect("GET /metrics");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text; version=1.0.0"), "{content_type}");
+    let text = response.text().await.expect("metrics body");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
+    text
 }
 
 /// The value of the first sample line starting with `prefix`.

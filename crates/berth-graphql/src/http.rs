@@ -102,10 +102,62 @@ async fn get_graphql(
         }
         return bad_request("a GET request needs a `query` parameter");
     }
-    match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
-        Ok(request) => execute(&state, peer, &headers, request).await,
-        Err(e) => bad_request(&e.to_string()),
+    let mut request = match request_of_query_string(&uri) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    if changes_state(&mut request) {
+        return mutation_over_get();
     }
+    execute(&state, peer, &headers, request).await
+}
+
+/// The parameters of a GET request, named as GraphQL over HTTP names them. async-graphql's
+/// own parser reads `operation_name`, which no client sends; both spellings are taken.
+#[derive(serde::Deserialize)]
+struct GetParams {
+    #[serde(default)]
+    query: String,
+    #[serde(rename = "operationName", alias = "operation_name")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+}
+
+/// The request a GET's query string carries, or why it carries none.
+fn request_of_query_string(uri: &axum::http::Uri) -> Result<async_graphql::Request, String> {
+    let axum::extract::Query(params) = axum::extract::Query::<GetParams>::try_from_uri(uri)
+        .map_err(|e| format!("invalid query string: {}", e.body_text()))?;
+    let mut request = async_graphql::Request::new(params.query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(text) = params.variables {
+        let variables = serde_json::from_str(&text).map_err(|e| format!("invalid variables: {e}"))?;
+        request = request.variables(async_graphql::Variables::from_json(variables));
+    }
+    Ok(request)
+}
+
+/// Whether the operation the request selects is a mutation or subscription. GET must not
+/// change anything (GraphQL over HTTP): a link or an `<img>` on another site would carry the
+/// browser's remembered basic credentials. A document that does not parse, or names no
+/// operation it holds, is left for the executor to answer.
+fn changes_state(request: &mut async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let name = request.operation_name.clone();
+    let Ok(doc) = request.parsed_query() else { return false };
+    let operation = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str()),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.is_some_and(|op| op.node.ty != OperationType::Query)
+}
+
+fn mutation_over_get() -> Response {
+    let body = error_body("mutations and subscriptions are not allowed over GET; use POST", ErrorCode::BadUserInput);
+    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")], axum::Json(body)).into_response()
 }
 
 async fn execute(

@@ -17,6 +17,17 @@ pub const MIN_MAPPED_PORT: i64 = 1024;
 pub const RESERVED_PUBLIC_PORTS: [i64; 3] = [1999, 3022, 3026];
 /// Directories of a container home managed by the platform.
 pub const RESERVED_HOME_DIRS: [&str; 5] = ["etc", "logs", "run", "tmp", "vassals"];
+/// Largest number a customer may set: GraphQL's `Int` is 32-bit (a larger value would make
+/// strict clients reject the whole answer) and so is the reference's Django `IntegerField`.
+pub const MAX_INT: i64 = i32::MAX as i64;
+
+/// At most [`MAX_INT`], so every stored number reads back through GraphQL.
+fn within_int(field: &str, value: i64) -> Result<()> {
+    if value > MAX_INT {
+        return Err(Error::bad_input(field, format!("must be at most {MAX_INT}")));
+    }
+    Ok(())
+}
 
 pub fn text(field: &str, value: &str, max: usize) -> Result<()> {
     let len = value.chars().count();
@@ -45,12 +56,12 @@ pub fn note(value: Option<&str>) -> Result<()> {
     value.map_or(Ok(()), |v| text("note", v, MAX_NOTE))
 }
 
-/// Memory or storage in MB: strictly positive.
+/// Memory or storage in MB: strictly positive, at most [`MAX_INT`].
 pub fn megabytes(field: &str, value: i64) -> Result<()> {
     if value <= 0 {
         return Err(Error::bad_input(field, "must be a positive number of megabytes"));
     }
-    Ok(())
+    within_int(field, value)
 }
 
 /// Percent of storage at which the quota alarm fires.
@@ -66,6 +77,7 @@ pub fn alarm_freq(value: i64) -> Result<i64> {
     if value < 0 {
         return Err(Error::bad_input("alarm_freq", "must not be negative"));
     }
+    within_int("alarm_freq", value)?;
     Ok(value.max(MIN_ALARM_FREQ))
 }
 
@@ -144,13 +156,14 @@ pub fn user_alarm_level(value: i64) -> Result<()> {
     if value < 1 {
         return Err(Error::forbidden("alarm level 0 is reserved for system alarms"));
     }
-    Ok(())
+    within_int("level", value)
 }
 
 pub fn alarm_line(value: Option<i64>) -> Result<()> {
     match value {
         Some(v) if v < 0 => Err(Error::bad_input("line", "must not be negative")),
-        _ => Ok(()),
+        Some(v) => within_int("line", v),
+        None => Ok(()),
     }
 }
 
@@ -221,5 +234,17 @@ mod tests {
         assert_eq!(alarm_freq(5).unwrap(), 60);
         assert_eq!(alarm_freq(600).unwrap(), 600);
         assert!(alarm_freq(-1).is_err());
+        assert!(alarm_freq(MAX_INT + 1).is_err());
+    }
+
+    #[test]
+    fn numbers_fit_a_graphql_int() {
+        assert!(megabytes("memory", MAX_INT).is_ok());
+        for bad in [0, -1, MAX_INT + 1, i64::MAX] {
+            assert!(megabytes("memory", bad).is_err(), "{bad}");
+        }
+        assert!(user_alarm_level(MAX_INT + 1).is_err());
+        assert!(alarm_line(Some(MAX_INT + 1)).is_err());
+        assert!(alarm_line(Some(MAX_INT)).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! Each command prints the object it created as one JSON line on stdout; secrets other
 //! than a freshly minted token (password hashes, jid secrets, alarm keys) are never printed.
 
+use anyhow::Context as _;
 use berth_service::admin::{self, Admin};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -170,8 +171,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let store = args.db.open_store().await?;
     let result = execute(&Admin::new(store.clone()), args.object).await;
     store.close().await;
-    println!("{}", result?);
-    Ok(())
+    crate::cli::write_stdout(&format!("{}\n", result?))
+        .context("the change is committed, but printing what was created failed")
 }
 
 async fn execute(admin: &Admin, object: Object) -> anyhow::Result<Value> {

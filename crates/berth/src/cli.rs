@@ -166,20 +166,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let telemetry = tokio::task::spawn_blocking(crate::telemetry::init).await??;
             crate::serve::run(args, telemetry).await
         }
-        Command::Schema => {
-            print!("{}", berth_graphql::sdl());
-            Ok(())
-        }
+        Command::Schema => write_stdout(&berth_graphql::sdl()),
         Command::Migrate(db) => {
             db.open_store().await?.close().await;
-            println!("database is up to date");
+            write_stdout("database is up to date\n")?;
             Ok(())
         }
         Command::Admin(args) => crate::admin::run(args).await,
         Command::Distro(DistroCommand::Build { kind: _, into, busybox }) => {
             berth_backend::distro::build_busybox(&busybox, &into)?;
-            println!("busybox distro built in {}", into.display());
-            Ok(())
+            write_stdout(&format!("busybox distro built in {}\n", into.display()))
         }
     }
+}
+
+/// Writes a command's result to stdout. `print!` would panic on a closed pipe or a full
+/// disk; this answers an error the caller can word, and a non-zero exit.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to standard output")
 }

@@ -50,7 +50,10 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
         }
     });
-    println!("berth listening on http://{addr}");
+    // A reader that closed stdout does not stop the gateway: the line is also logged.
+    if let Err(e) = crate::cli::write_stdout(&format!("berth listening on http://{addr}\n")) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot announce the listening address on stdout");
+    }
     tracing::info!(%addr, backend = %args.backend, "serving");
     let shutdown = async move {
         shutdown_signal().await;
@@ -110,6 +113,9 @@ fn start_agent(
     })))
 }
 
+/// The content type of what `/metrics` writes, as Prometheus negotiates it.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 fn app(service: Service, telemetry: Telemetry, api_prefix: &str, graphql: berth_graphql::GraphqlOptions) -> Router {
     let metrics = telemetry.clone();
     Router::new()
@@ -118,7 +124,9 @@ fn app(service: Service, telemetry: Telemetry, api_prefix: &str, graphql: berth_
             "/metrics",
             get(move || {
                 let body = metrics.render();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response() }
+                // prometheus-client writes OpenMetrics text (`_total` samples, `# EOF`); a
+                // 0.0.4 label would have scrapers parse it as the older format and lose types.
+                async move { ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response() }
             }),
         )
         .merge(berth_graphql::router(service.clone(), telemetry.graphql.clone(), graphql))

@@ -170,6 +170,7 @@ pub fn init() -> anyhow::Result<Telemetry> {
         .with_filter(filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
     let _ = tracing_subscriber::registry().with(fmt).with(counter).with(otel).try_init();
     Ok(Telemetry { registry: Arc::new(registry), requests, latency, graphql, deliveries, tracer })
