@@ -309,7 +309,7 @@ async fn updates_are_all_or_nothing_and_validated() {
         (json!({ "slackWebhook": "s".repeat(300), "note": "x" }), "BAD_USER_INPUT"),
         (json!({ "note": "n".repeat(64 * 1024 + 1) }), "BAD_USER_INPUT"),
         (json!({ "tags": ["web"], "note": "n\u{0}" }), "BAD_USER_INPUT"),
-        (json!({ "quotaThreshold": 101 }), "BAD_USER_INPUT"),
+        (json!({ "quotaThreshold": 2_147_483_648_i64 }), "BAD_USER_INPUT"),
         (json!({ "quotaThreshold": -1 }), "BAD_USER_INPUT"),
         (json!({ "alarmFreq": -1 }), "BAD_USER_INPUT"),
         (json!({ "sshKeys": [1, 2] }), "BAD_USER_INPUT"),

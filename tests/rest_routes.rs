@@ -130,8 +130,11 @@ async fn transport_headers_auth_and_cors() {
     // Unmatched URLs: 404 as well.
     let r = raw(b, &format!("GET /api/nothing/here HTTP/1.1\r\n{auth}"), b"").await;
     assert_eq!((r.status, r.reason.as_str()), (404, "NOT FOUND"));
-    let r = raw(b, &format!("GET /api/containers/abc HTTP/1.1\r\n{auth}"), b"").await;
-    assert_eq!(r.status, 404, "non-numeric ids do not match a route");
+    // Path numbers are `[0-9]+` (§1.1): a sign is not a number there either.
+    for path in ["containers/abc", "containers/+30001", "containers/-1", "tags/%2B1", "alarms/+1", "loopboxes/1e3"] {
+        let r = raw(b, &format!("GET /api/{path} HTTP/1.1\r\n{auth}"), b"").await;
+        assert_eq!(r.status, 404, "{path}: not a path number, so no route matches");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -796,6 +799,8 @@ async fn containers_create_update_and_no_delete() {
         ),
         (json!({"tags": ["web", "unknown"]}), false, ("tags", json!(["web"]))),
         (json!({"name": "my app.v2"}), true, ("hostname", json!("my-app-v2"))),
+        // No upper bound (§4.3 step 11): above 100 the alarm waits for use past the storage.
+        (json!({"quota_threshold": 150}), true, ("quota_threshold", json!(150))),
         (json!({"quota_threshold": 75}), true, ("quota_threshold", json!(75))),
         // Below 60 is raised to 60 — the default, so nothing changes.
         (json!({"alarm_freq": 30}), false, ("alarm_freq", json!(60))),
@@ -869,12 +874,16 @@ async fn containers_create_update_and_no_delete() {
     assert_eq!(rows("container_links").await, links_before);
     // Memory on a server kratos does not own (k3 on the platform server).
     let k3 = get(b, &p(format!("containers/{}", w.k3)), k).await.json();
-    // NOTE: the reference silently ignores the key here (spec §4.3 step 5); berth-service
-    // refuses a *different* value on purpose (the current value is accepted as a no-op).
-    let r = post(b, &p(format!("containers/{}", w.k3)), k, r#"{"memory": 700}"#).await;
-    r.expect(403, FORBIDDEN);
+    // The reference silently ignores the keys there and applies the rest (spec §4.3 step 5),
+    // so a client posting back a whole container with other sizes still renames it.
     post(b, &p(format!("containers/{}", w.k3)), k, r#"{"memory": 500, "storage": 1000}"#).await.expect_json(200);
     assert_eq!(get(b, &p(format!("containers/{}", w.k3)), k).await.json(), k3);
+    let r = post(b, &p(format!("containers/{}", w.k3)), k, r#"{"memory": 700, "storage": 9, "note": "sized"}"#).await;
+    let shown = r.expect_json(200);
+    assert_eq!((&shown["memory"], &shown["storage"], &shown["note"]), (&k3["memory"], &k3["storage"], &json!("sized")));
+    let mut expected = k3.clone();
+    expected["note"] = json!("sized");
+    assert_eq!(get(b, &p(format!("containers/{}", w.k3)), k).await.json(), expected, "only the note changed");
 
     // DELETE never deletes (Q5); other methods show the detail.
     let shown = delete(b, &path, k, None).await.expect_json(200);
@@ -1009,6 +1018,9 @@ async fn domains_tags_loopboxes_routes() {
         mk(w.k1, "f2", "mnt/one"),   // duplicate mountpoint
         json!({"container": w.k1, "filename": "f2", "mountpoint": "m2", "ro": null}).to_string(),
         json!({"container": w.k1, "filename": "f2", "mountpoint": "m2", "ro": "yes"}).to_string(),
+        // The reference would store "false" as read-only (truthiness, Q25): refused, not guessed.
+        json!({"container": w.k1, "filename": "f2", "mountpoint": "m2", "ro": "false"}).to_string(),
+        json!({"container": w.k1, "filename": "f2", "mountpoint": "m2", "ro": 2}).to_string(),
         json!({"container": w.k1, "filename": "f".repeat(65), "mountpoint": "m2"}).to_string(),
     ] {
         post(b, &p("loopboxes"), k, &bad).await.expect(409, CONFLICT);

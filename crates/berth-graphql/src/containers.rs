@@ -278,6 +278,7 @@ impl From<UpdateContainerInput> for ContainerChange {
             custom_distro: opt(i.custom_distro),
             memory: i.memory,
             storage: i.storage,
+            sizes_elsewhere: berth_service::containers::SizesElsewhere::Refused,
             tags: i.tags,
             link: i.link,
             unlink: i.unlink,

@@ -64,12 +64,13 @@ pub fn megabytes(field: &str, value: i64) -> Result<()> {
     within_int(field, value)
 }
 
-/// Percent of storage at which the quota alarm fires.
+/// Percent of storage at which the quota alarm fires. No upper bound but [`MAX_INT`], as in
+/// the reference (spec §4.3 step 11): above 100 the alarm waits for use past the storage.
 pub fn quota_threshold(value: i64) -> Result<()> {
-    if !(0..=100).contains(&value) {
-        return Err(Error::bad_input("quota_threshold", "must be between 0 and 100"));
+    if value < 0 {
+        return Err(Error::bad_input("quota_threshold", "must not be negative"));
     }
-    Ok(())
+    within_int("quota_threshold", value)
 }
 
 /// `alarm_freq` below the minimum is raised to it, as the reference does; negatives are errors.
@@ -246,5 +247,7 @@ mod tests {
         assert!(user_alarm_level(MAX_INT + 1).is_err());
         assert!(alarm_line(Some(MAX_INT + 1)).is_err());
         assert!(alarm_line(Some(MAX_INT)).is_ok());
+        assert!(quota_threshold(150).is_ok() && quota_threshold(0).is_ok());
+        assert!(quota_threshold(-1).is_err() && quota_threshold(MAX_INT + 1).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `alarms`, `alarms/<id>`, `alarms/raise/<uid>` (alias `alarms/trigger/<uid>`),
 //! `alarm_key/<uid>` (spec §4.18–§4.19b).
 
+use crate::values::path_number;
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
@@ -93,7 +94,7 @@ async fn one(
     Path(id): Path<String>,
     method: Method,
 ) -> Reply {
-    let Ok(id) = id.parse::<i64>() else {
+    let Some(id) = path_number(&id) else {
         return wire::not_found();
     };
     if method == Method::DELETE {
@@ -109,7 +110,7 @@ async fn one(
 }
 
 async fn alarm_key(State(state): State<AppState>, Customer(caller): Customer, Path(uid): Path<String>) -> Reply {
-    let Ok(uid) = uid.parse::<i64>() else {
+    let Some(uid) = path_number(&uid) else {
         return wire::not_found();
     };
     match state.service.regenerate_alarm_key(&caller, uid).await {
@@ -145,7 +146,7 @@ async fn raise(
     Query(query): Query<HashMap<String, String>>,
     RawBody(raw): RawBody,
 ) -> Reply {
-    let Ok(uid) = uid.parse::<i64>() else {
+    let Some(uid) = path_number(&uid) else {
         return wire::not_found();
     };
     let caller = match raise_caller(&state, &headers, peer.ip(), uid, query.get("key")).await {

@@ -8,14 +8,14 @@ use axum::http::{Method, StatusCode};
 use axum::routing::any;
 use axum::Router;
 use berth_model::Container;
-use berth_service::containers::{ContainerChange, NewContainer};
+use berth_service::containers::{ContainerChange, NewContainer, SizesElsewhere};
 use berth_service::{Caller, Error, Service};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Customer;
 use crate::body::{self, RawBody};
 use crate::errors::{reply, Answers, FORBIDDEN_STYLE};
-use crate::values::{bool_like, int_like, string_list, tag_names, text_like};
+use crate::values::{bool_like, int_like, path_number, string_list, tag_names, text_like};
 use crate::wire::{self, Reply};
 use crate::{route, AppState};
 
@@ -103,7 +103,7 @@ async fn detail_or_update(
     method: Method,
     RawBody(raw): RawBody,
 ) -> Reply {
-    let Ok(uid) = uid.parse::<i64>() else {
+    let Some(uid) = path_number(&uid) else {
         return wire::not_found();
     };
     let container = if method == Method::POST {
@@ -188,6 +188,8 @@ fn container_change(o: &Map<String, Value>) -> Result<ContainerChange, Reply> {
         custom_distro: nullable_int("custom_distro")?,
         memory: int("memory")?,
         storage: int("storage")?,
+        // §4.3 step 5: on a server the customer does not own, memory and storage are ignored.
+        sizes_elsewhere: SizesElsewhere::Ignored,
         tags: list("tags")?,
         link: int("link")?,
         unlink: int("unlink")?,
@@ -281,7 +283,7 @@ async fn domains_today(
     if method != Method::GET {
         return wire::method_not_allowed();
     }
-    let Ok(uid) = uid.parse::<i64>() else {
+    let Some(uid) = path_number(&uid) else {
         return wire::not_found();
     };
     match state.service.container_domains(&caller, uid).await {
@@ -297,7 +299,7 @@ async fn regenerate_secret_uuid(
     Customer(caller): Customer,
     Path(uid): Path<String>,
 ) -> Reply {
-    let Ok(uid) = uid.parse::<i64>() else {
+    let Some(uid) = path_number(&uid) else {
         return wire::not_found();
     };
     match state.service.regenerate_secret_uuid(&caller, uid).await {

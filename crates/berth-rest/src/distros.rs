@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::auth::Customer;
 use crate::body::{self, RawBody};
 use crate::errors::{reply, FORBIDDEN_STYLE};
-use crate::values::text_like;
+use crate::values::{path_number, text_like};
 use crate::wire::{self, Reply};
 use crate::{route, AppState};
 
@@ -50,7 +50,7 @@ async fn usable_or_create(
     method: Method,
     RawBody(raw): RawBody,
 ) -> Reply {
-    let Ok(uid) = uid.parse::<i64>() else {
+    let Some(uid) = path_number(&uid) else {
         return wire::not_found();
     };
     if method != Method::POST {
@@ -95,7 +95,7 @@ async fn custom_distro(
     method: Method,
     RawBody(raw): RawBody,
 ) -> Reply {
-    let Ok(id) = id.parse::<i64>() else {
+    let Some(id) = path_number(&id) else {
         return wire::not_found();
     };
     let answers = crate::errors::Answers { conflict: wire::forbidden, ..FORBIDDEN_STYLE };

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::auth::Customer;
 use crate::body::{self, RawBody};
 use crate::errors::{reply, NOT_FOUND_STYLE};
-use crate::values::{string_list, tag_names, text_like};
+use crate::values::{path_number, string_list, tag_names, text_like};
 use crate::wire::{self, Reply};
 use crate::{route, AppState};
 
@@ -101,7 +101,7 @@ async fn one(
     method: Method,
     RawBody(raw): RawBody,
 ) -> Reply {
-    let Ok(id) = id.parse::<i64>() else {
+    let Some(id) = path_number(&id) else {
         return wire::not_found();
     };
     let service = &state.service;
@@ -156,7 +156,7 @@ async fn containers_today(
     if method != Method::GET {
         return wire::method_not_allowed();
     }
-    let Ok(id) = id.parse::<i64>() else {
+    let Some(id) = path_number(&id) else {
         return wire::not_found();
     };
     match state.service.domain_containers(&caller, id).await {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::auth::Customer;
 use crate::body::{self, RawBody};
 use crate::errors::{reply, Answers, FORBIDDEN_STYLE};
-use crate::values::{bool_like, int_like, string_list, tag_names};
+use crate::values::{int_like, path_number, string_list, tag_names};
 use crate::wire::{self, Reply};
 use crate::{route, AppState};
 
@@ -106,13 +106,14 @@ async fn create(service: &Service, caller: &Caller, raw: &[u8]) -> Reply {
     let (Some(filename), Some(mountpoint)) = (filename.as_str(), mountpoint.as_str()) else {
         return wire::conflict();
     };
-    // Q25: JSON booleans and 0/1 (and Django's spellings); anything else is a 409.
+    // Q25: JSON booleans and 0/1; anything else is a 409. Not Django's spellings: the
+    // reference stores `ro` by Python truthiness, where the string "false" is read-only.
     let ro = match o.get("ro") {
         None => false,
-        Some(v) => match bool_like(v) {
-            Some(b) => b,
-            None => return wire::conflict(),
-        },
+        Some(Value::Bool(b)) => *b,
+        Some(v) if v.as_i64() == Some(1) => true,
+        Some(v) if v.as_i64() == Some(0) => false,
+        Some(_) => return wire::conflict(),
     };
     let new = NewLoopbox { container, filename: filename.to_owned(), mountpoint: mountpoint.to_owned(), ro };
     match service.create_loopbox(caller, new).await {
@@ -128,7 +129,7 @@ async fn one(
     method: Method,
     RawBody(raw): RawBody,
 ) -> Reply {
-    let Ok(id) = id.parse::<i64>() else {
+    let Some(id) = path_number(&id) else {
         return wire::not_found();
     };
     let service = &state.service;

@@ -1,6 +1,7 @@
 //! `metrics/container.<kind>/<uid>` and `metrics/domain.<kind>/<id>` (spec §4.20, §4.21):
 //! one stored day of samples, served verbatim.
 
+use crate::values::path_number;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -38,7 +39,7 @@ async fn series(
     Path((series, id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Reply {
-    let Ok(id) = id.parse::<i64>() else {
+    let Some(id) = path_number(&id) else {
         return wire::not_found();
     };
     let int = |key: &str| query.get(key).map(|v| v.trim().parse::<i64>());

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::auth::Customer;
 use crate::body::{self, RawBody};
 use crate::errors::{reply, NOT_FOUND_STYLE};
-use crate::values::text_like;
+use crate::values::{path_number, text_like};
 use crate::wire::{self, Reply};
 use crate::{route, AppState};
 
@@ -59,7 +59,7 @@ async fn one(
     method: Method,
     RawBody(raw): RawBody,
 ) -> Reply {
-    let Ok(id) = id.parse::<i64>() else {
+    let Some(id) = path_number(&id) else {
         return wire::not_found();
     };
     // The lookup comes first: a missing tag is 404 whatever the method.

@@ -14,6 +14,15 @@ pub fn int_like(value: &Value) -> Option<i64> {
     }
 }
 
+/// A number in a URL path: the reference's routes match `[0-9]+` only, so anything else
+/// (a sign, a space, too many digits for an id) is the router's 404, never a lookup.
+pub fn path_number(segment: &str) -> Option<i64> {
+    if segment.is_empty() || !segment.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    segment.parse().ok()
+}
+
 /// Django `BooleanField` coercion: `true/false`, `1/0`, `"True"/"False"`, `"t"/"f"`,
 /// `"1"/"0"`.
 pub fn bool_like(value: &Value) -> Option<bool> {

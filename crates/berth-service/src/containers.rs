@@ -80,6 +80,8 @@ pub struct ContainerChange {
     pub custom_distro: Option<Option<i64>>,
     pub memory: Option<i64>,
     pub storage: Option<i64>,
+    /// What a new memory or storage does on a server the caller does not own.
+    pub sizes_elsewhere: SizesElsewhere,
     /// Replaces the tag set; unknown names are dropped.
     pub tags: Option<Vec<String>>,
     /// Uid of a container (any customer's) to add an outgoing link to.
@@ -88,6 +90,19 @@ pub struct ContainerChange {
     pub unlink: Option<i64>,
     /// `true` requests a restart.
     pub reboot: bool,
+}
+
+/// Memory and storage are the server owner's to change. What a different value asked on a
+/// server the caller does not own does depends on the API's contract.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SizesElsewhere {
+    /// `Forbidden`: a mistake is reported, not hidden (GraphQL).
+    #[default]
+    Refused,
+    /// Left as they are while the rest of the change applies: the reference API's
+    /// behaviour (spec §4.3 step 5), which its clients rely on when they post back a
+    /// whole container.
+    Ignored,
 }
 
 /// Whether two rows differ in a field whose change must restart the container (spec §4.3
@@ -272,8 +287,8 @@ impl Service {
     /// removed, or a reboot is requested.
     ///
     /// Memory and storage are the owner's to change: on a server the caller does not own, a
-    /// *different* value is `Forbidden` (the reference silently ignored it, which hides
-    /// mistakes); sending the current value is accepted as a no-op.
+    /// *different* value is refused or ignored as `change.sizes_elsewhere` says; sending the
+    /// current value is accepted as a no-op either way.
     pub async fn update_container(&self, caller: &Caller, uid: i64, change: ContainerChange) -> Result<Container> {
         validate_change(&change)?;
         self.check_alarm_destinations(&change)?;
@@ -359,10 +374,13 @@ impl Service {
             let server = servers::get(&mut tx, old.server_id)
                 .await?
                 .ok_or_else(|| Error::internal("container without server"))?;
-            if server.owner_id != Some(caller.customer_id) {
+            if server.owner_id == Some(caller.customer_id) {
+                check_capacity(&mut tx, &server, Some(old.id), new.memory, new.storage, true).await?;
+            } else if change.sizes_elsewhere == SizesElsewhere::Ignored {
+                (new.memory, new.storage) = (old.memory, old.storage);
+            } else {
                 return Err(Error::forbidden("memory and storage can only be changed on servers you own"));
             }
-            check_capacity(&mut tx, &server, Some(old.id), new.memory, new.storage, true).await?;
         }
         if let Some(names) = &change.tags {
             let ids = tags::ids_by_names(&mut tx, caller.customer_id, names).await?;
