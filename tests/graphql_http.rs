@@ -148,3 +148,51 @@ async fn get_answers_queries_and_refuses_mutations() {
     let body = berth.gql_ok(kratos.auth(), mutation, json!({})).await;
     assert_eq!(body["updateMe"]["company"], "Changed over GET", "{body}");
 }
+
+/// A page on another site can make a browser POST a form (no preflight) with the basic
+/// credentials the browser remembers; the body would be read as JSON. Such a request is
+/// refused before it runs, while curl (no `Origin`) and browser clients sending JSON work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_form_posts_are_refused() {
+    let berth = Berth::start().await;
+    let kratos = berth.fixture_customer("kratos").await;
+    let authorization = Auth::basic(&kratos.username, &kratos.password).header().unwrap();
+    let mutation = |company: &str| json!({ "query": format!("mutation {{ updateMe(input: {{ company: \"{company}\" }}) {{ company }} }}") });
+    let post = |origin: Option<&str>, content_type: Option<&str>, company: &str| {
+        let mut request = berth
+            .http()
+            .post(berth.url("/graphql"))
+            .header("authorization", &authorization)
+            .body(mutation(company).to_string());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let company =
+        || async { berth.gql_ok(kratos.auth(), "{ me { company } }", json!({})).await["me"]["company"].clone() };
+    let before = company().await;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("Text/Plain;charset=UTF-8"),
+        None,
+    ] {
+        let (status, body) = post(Some("http://attacker.example"), content_type, "Forged").await;
+        assert_eq!((status, error_code(&body)), (403, Some("FORBIDDEN")), "{content_type:?}: {body}");
+    }
+    assert_eq!(company().await, before, "nothing ran");
+
+    // curl's form type without Origin, and a browser client sending JSON, both run.
+    let (status, body) = post(None, Some("application/x-www-form-urlencoded"), "By curl").await;
+    assert_eq!((status, &body["data"]["updateMe"]["company"]), (200, &json!("By curl")), "{body}");
+    let (status, body) = post(Some(&berth.url("")), Some("application/json"), "By GraphiQL").await;
+    assert_eq!((status, &body["data"]["updateMe"]["company"]), (200, &json!("By GraphiQL")), "{body}");
+}

@@ -78,6 +78,10 @@ async fn post_graphql(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if cross_site_form(&headers) {
+        let message = "a browser request must send Content-Type: application/json (cross-site form posts are refused)";
+        return (StatusCode::FORBIDDEN, axum::Json(error_body(message, ErrorCode::Forbidden))).into_response();
+    }
     let bytes = match read_body(&headers, body).await {
         Ok(bytes) => bytes,
         Err(refused) => return refused,
@@ -136,6 +140,27 @@ fn request_of_query_string(uri: &axum::http::Uri) -> Result<async_graphql::Reque
         request = request.variables(async_graphql::Variables::from_json(variables));
     }
     Ok(request)
+}
+
+/// A POST a page on any site can make a browser send without asking (no CORS preflight):
+/// it comes from a browser (browsers send `Origin` with every POST) and its content type is
+/// one an HTML form can send. The body is read as JSON whatever its type, for curl users,
+/// and the browser would attach the basic credentials it remembers, so such a request could
+/// run a mutation as the customer. curl sends no `Origin`; GraphiQL and other browser
+/// clients send `application/json`, which a foreign page cannot without a preflight that
+/// Berth does not grant.
+fn cross_site_form(headers: &HeaderMap) -> bool {
+    if !headers.contains_key(header::ORIGIN) {
+        return false;
+    }
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        None => true,
+        Some(t) => matches!(t, "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"),
+    }
 }
 
 /// Whether the operation the request selects is a mutation or subscription. GET must not
