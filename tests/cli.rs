@@ -180,6 +180,20 @@ async fn unwritable_stdout_is_an_error_not_a_panic() {
     assert_fails_with(&again, &["zeus"]);
 }
 
+/// A failed `distro build` says what it was doing and why, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distro_build_failures_name_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("rootfs");
+    let out = run(
+        &["distro", "build", "busybox", "--into", into.to_str().unwrap(), "--busybox", "/nonexistent/busybox"],
+        &[],
+    )
+    .await;
+    assert_fails_with(&out, &["/nonexistent/busybox", "No such file or directory"]);
+    assert_eq!(error_line(&out).matches("os error 2").count(), 1, "{}", error_line(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_works_on_postgres() {
     let Some(pg) = common::PgDatabase::create().await else { return };

@@ -16,19 +16,17 @@ pub enum BackendError {
     Invalid { what: &'static str, reason: String },
     #[error("{0} is not supported by this backend")]
     Unsupported(&'static str),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The message already ends with the OS error (customers see only the message), so it
+    /// is not also a `source`: chains printed whole (`{:#}`) would say it twice.
+    #[error("{context}: {error}")]
+    Io { context: String, error: std::io::Error },
     #[error("{0}")]
     Failed(String),
 }
 
 impl BackendError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        BackendError::Io { context: context.into(), source }
+        BackendError::Io { context: context.into(), error: source }
     }
 
     pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
