@@ -441,6 +441,47 @@ async fn bad_connection_init_is_refused() {
     ws.close().await;
 }
 
+// 5b. graphql-transport-ws: subscribing under an id still running closes the connection with
+// 4409 instead of silently replacing the subscription; an id whose operation completed
+// may be used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_id_is_not_reused() {
+    let berth = Berth::start().await;
+    let (f, uid) = customer_with_container(&berth, "fiona").await;
+    let subscribe = |id: &str, query: &str| json!({ "type": "subscribe", "id": id, "payload": { "query": query } });
+    // Apart by level, so that syncing one never sends the other a result.
+    let (level_1, level_2) =
+        (ALARMS.replace("alarms", "alarms(level: 1)"), ALARMS.replace("alarms", "alarms(level: 2)"));
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&f.auth())).await;
+    ws.send(subscribe("a", &level_1)).await;
+    sync(&mut ws, "a", &berth, &f.auth(), uid, 1).await;
+    // Completed by the client, then used again: fine.
+    ws.stop("a").await;
+    assert_eq!(ws.message_for("a").await["type"], "complete");
+    ws.send(subscribe("a", &level_1)).await;
+    sync(&mut ws, "a", &berth, &f.auth(), uid, 1).await;
+    // Completed by the server (an operation that fails), then used again: fine.
+    ws.send(subscribe("q", "subscription { nope }")).await;
+    ws.expect_error("q").await;
+    ws.send(subscribe("q", &level_2)).await;
+    sync(&mut ws, "q", &berth, &f.auth(), uid, 2).await;
+    // Still running: 4409, and the running subscription was not replaced before the close.
+    ws.send(subscribe("a", "subscription { containerEvents { kind } }")).await;
+    loop {
+        match ws.frame().await {
+            // The alarm raised to sync "q" reached the running "a" as well.
+            Frame::Json(m) if m["id"] == "a" && m["type"] == "next" => {
+                assert!(m["payload"]["data"]["alarms"].is_object())
+            }
+            Frame::Close(Some((code, reason))) => {
+                assert_eq!((code, reason.as_str()), (4409, "Subscriber for a already exists"));
+                break;
+            }
+            other => panic!("expected close 4409, got {other:?}"),
+        }
+    }
+}
+
 /// Raises `count` alarms with message `message` on `container`, `batch` per GraphQL request
 /// (aliases `a0: raiseAlarm(...) a1: ...`); returns their ids in order.
 async fn raise_many(berth: &Berth, auth: &Auth, container: i64, message: &str, count: usize, batch: usize) -> Vec<i64> {

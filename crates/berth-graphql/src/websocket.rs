@@ -96,14 +96,21 @@ async fn serve_websocket(
     let place_of_init = place.clone();
     let customer_sockets = state.sockets.clone();
 
+    let running = Arc::new(crate::operation_ids::RunningIds::default());
+    let admitting = running.clone();
+
     let (mut sink, stream) = socket.split();
-    // Text and binary frames are protocol messages; a read error ends the connection.
-    let input = stream.take_while(|frame| std::future::ready(frame.is_ok())).filter_map(|frame| {
-        std::future::ready(match frame {
-            Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
-            _ => None,
+    // Text and binary frames are protocol messages; a read error ends the connection, and so
+    // does a subscription under a running id (graphql-transport-ws), before it replaces one.
+    let input = stream
+        .take_while(|frame| std::future::ready(frame.is_ok()))
+        .filter_map(|frame| {
+            std::future::ready(match frame {
+                Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
+                _ => None,
+            })
         })
-    });
+        .take_while(move |data| std::future::ready(!transport_ws || admitting.admit(data)));
     let output =
         async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(move |payload| async move {
             let caller = async {
@@ -146,7 +153,11 @@ async fn serve_websocket(
         let message = tokio::select! {
             message = output.next() => match message {
                 Some(message) => message,
-                None => break,
+                // The input ended at a subscription under a running id.
+                None => match running.reused() {
+                    Some((code, reason)) => WsMessage::Close(code, reason),
+                    None => break,
+                },
             },
             _ = &mut init_deadline, if acknowledged.get().is_none() => {
                 WsMessage::Close(4408, "Connection initialisation timeout".to_owned())
@@ -157,7 +168,12 @@ async fn serve_websocket(
             }
         };
         let frame = match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Text(text) => {
+                if transport_ws {
+                    running.sent(&text);
+                }
+                Message::Text(text.into())
+            }
             WsMessage::Close(code, reason) => {
                 let (code, reason) =
                     if transport_ws { transport_ws_close(code, reason, &refused) } else { (code, reason) };

@@ -1,0 +1,103 @@
+//! The ids of a `graphql-transport-ws` connection's running operations.
+//!
+//! The protocol closes a connection that subscribes under an id still running with 4409
+//! ("Subscriber for <id> already exists"). async-graphql would instead replace the running
+//! subscription, and its client would wait for alarms that never come, told nothing.
+//! Only client messages (few) are parsed; of the server's, only `complete` is, found by its
+//! prefix, so a delivery costs one failed prefix comparison.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+/// How async-graphql begins a `complete` message (`#[serde(tag = "type")]` writes the tag first).
+const COMPLETE_PREFIX: &str = r#"{"type":"complete","#;
+
+#[derive(Default)]
+pub(crate) struct RunningIds {
+    running: Mutex<HashSet<String>>,
+    reused: OnceLock<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Tagged<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl RunningIds {
+    /// Reads a message from the client. `false` when it subscribes under a running id: it
+    /// must not reach the executor, and the connection closes with [`RunningIds::reused`].
+    pub(crate) fn admit(&self, frame: &[u8]) -> bool {
+        let Ok(Tagged { kind: Some(kind), id: Some(id) }) = serde_json::from_slice::<Tagged>(frame) else {
+            return true;
+        };
+        if kind != "subscribe" {
+            return true;
+        }
+        let fresh = self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone().into_owned());
+        if !fresh {
+            let _ = self.reused.set(id.into_owned());
+        }
+        fresh
+    }
+
+    /// Reads a message sent to the client: a `complete` frees its id (the operation ended,
+    /// by itself or at the client's `complete`).
+    pub(crate) fn sent(&self, text: &str) {
+        if !text.starts_with(COMPLETE_PREFIX) {
+            return;
+        }
+        if let Ok(Tagged { id: Some(id), .. }) = serde_json::from_str::<Tagged>(text) {
+            self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(id.as_ref());
+        }
+    }
+
+    /// The close code and reason for a subscription under a running id, once one came.
+    pub(crate) fn reused(&self) -> Option<(u16, String)> {
+        self.reused.get().map(|id| (4409, format!("Subscriber for {id} already exists")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscribe(id: &str) -> Vec<u8> {
+        serde_json::json!({ "type": "subscribe", "id": id, "payload": { "query": "subscription { alarms { id } }" } })
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn an_id_is_running_from_subscribe_to_complete() {
+        let ids = RunningIds::default();
+        assert!(ids.admit(&subscribe("1")));
+        assert!(ids.admit(&subscribe("2")));
+        assert!(ids.admit(br#"{"type":"complete","id":"1"}"#), "the client's complete passes");
+        assert!(ids.reused().is_none());
+        assert!(!ids.admit(&subscribe("1")), "still running until the server says complete");
+        assert_eq!(ids.reused(), Some((4409, "Subscriber for 1 already exists".to_owned())));
+
+        let ids = RunningIds::default();
+        assert!(ids.admit(&subscribe("1")));
+        ids.sent(r#"{"type":"next","id":"1","payload":{"data":{}}}"#);
+        assert!(!ids.admit(&subscribe("1")), "a result does not end it");
+        let ids = RunningIds::default();
+        assert!(ids.admit(&subscribe("1")));
+        ids.sent(r#"{"type":"complete","id":"1"}"#);
+        assert!(ids.admit(&subscribe("1")), "after complete the id is free again");
+        assert!(ids.reused().is_none());
+    }
+
+    #[test]
+    fn other_messages_pass_untouched() {
+        let ids = RunningIds::default();
+        for frame in [&b"not json"[..], br#"{"type":"ping"}"#, br#"{"type":"subscribe"}"#, br#"[1]"#] {
+            assert!(ids.admit(frame));
+            assert!(ids.admit(frame));
+        }
+        assert!(ids.reused().is_none());
+    }
+}
