@@ -122,6 +122,10 @@ async fn bad_input_is_typed_and_stores_nothing(engine: Engine) {
         (json!({ "c": w.k_uid, "m": "x", "level": "high" }), "BAD_USER_INPUT"),
         (json!({ "c": "30001", "m": "x" }), "BAD_USER_INPUT"),
         (json!({ "c": w.k_uid, "m": "x", "unix": -5 }), "BAD_USER_INPUT"),
+        // Past what GraphQL's 32-bit Int can give back.
+        (json!({ "c": w.k_uid, "m": "x", "unix": 9_999_999_999_i64 }), "BAD_USER_INPUT"),
+        (json!({ "c": w.k_uid, "m": "x", "level": 2_147_483_648_i64 }), "BAD_USER_INPUT"),
+        (json!({ "c": w.k_uid, "m": "x", "line": 2_147_483_648_i64 }), "BAD_USER_INPUT"),
         (json!({ "c": w.k_uid + 1000, "m": "x" }), "NOT_FOUND"),
         (json!({ "c": 5, "m": "x" }), "NOT_FOUND"),
     ];

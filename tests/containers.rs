@@ -252,8 +252,11 @@ async fn capacity_and_server_ownership() {
     assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
     let body = b.gql(w.zeus.auth(), CREATE, create(&w.own.address, 1, 1)).await;
     assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    // An unknown server answers as another's does: nobody learns which servers exist.
     let body = b.gql(k.clone(), CREATE, create("203.0.113.77", 1, 1)).await;
-    assert_eq!(error_code(&body), Some("NOT_FOUND"), "{body}");
+    let foreign = b.gql(w.zeus.auth(), CREATE, create(&w.own.address, 1, 1)).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    assert_eq!(body["errors"][0]["message"], foreign["errors"][0]["message"], "{body} / {foreign}");
     let long = "x".repeat(256);
     let body =
         b.gql(k.clone(), CREATE, json!({ "server": w.own.address, "name": long, "memory": 1, "storage": 1 })).await;

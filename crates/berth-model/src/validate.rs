@@ -168,6 +168,14 @@ pub fn alarm_line(value: Option<i64>) -> Result<()> {
     }
 }
 
+/// The time an alarm says it was raised, in seconds since the epoch.
+pub fn alarm_unix(value: i64) -> Result<()> {
+    if value < 0 {
+        return Err(Error::bad_input("unix", "must not be negative"));
+    }
+    within_int("unix", value)
+}
+
 /// Most ssh keys one container holds.
 pub const MAX_SSH_KEYS: usize = 100;
 /// Longest single ssh key (an RSA-16384 public key is well below it).
@@ -248,6 +256,7 @@ mod tests {
         assert!(alarm_line(Some(MAX_INT + 1)).is_err());
         assert!(alarm_line(Some(MAX_INT)).is_ok());
         assert!(quota_threshold(150).is_ok() && quota_threshold(0).is_ok());
+        assert!(alarm_unix(-1).is_err() && alarm_unix(MAX_INT + 1).is_err() && alarm_unix(1_796_000_000).is_ok());
         assert!(quota_threshold(-1).is_err() && quota_threshold(MAX_INT + 1).is_err());
     }
 }

@@ -204,9 +204,7 @@ impl Service {
         validate::optional_text("filename", raise.filename.as_deref())?;
         validate::optional_text("func", raise.func.as_deref())?;
         let unix = raise.unix.unwrap_or_else(berth_store::unix_now);
-        if unix < 0 {
-            return Err(Error::bad_input("unix", "must not be negative"));
-        }
+        validate::alarm_unix(unix)?;
         let mut tx = self.store.write().await?;
         let container = match owner {
             Some(caller) => containers::owned(&mut tx, caller.customer_id, container_id).await?,

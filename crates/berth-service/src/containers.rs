@@ -236,8 +236,8 @@ impl Service {
         owned_container(&mut conn, caller, uid).await
     }
 
-    /// Creates a container on a server the caller owns. Unknown server: `NotFound`; a server
-    /// of someone else (or of the platform): `Forbidden`; not enough room: `Conflict` with
+    /// Creates a container on a server the caller owns. An unknown server, or one of someone
+    /// else (or of the platform): `Forbidden`, alike; not enough room: `Conflict` with
     /// reason "not enough memory" / "not enough storage".
     pub async fn create_container(&self, caller: &Caller, new: NewContainer) -> Result<Container> {
         validate::name("name", &new.name)?;
@@ -263,20 +263,19 @@ impl Service {
         Ok(created)
     }
 
-    /// A server by address (the REST form) or, failing that, by name; addresses are not
-    /// unique, so among several the one the caller owns wins.
+    /// One of the caller's servers, by address (the REST form) or, failing that, by name;
+    /// addresses are not unique, so among several the one the caller owns wins.
     async fn resolve_server(&self, conn: &mut AnyConnection, caller: &Caller, server: &str) -> Result<Server> {
         let mut candidates = servers::by_address(conn, server).await?;
         if candidates.is_empty() {
             candidates.extend(servers::by_name(conn, server).await?);
         }
-        if candidates.is_empty() {
-            return Err(Error::NotFound("server"));
-        }
         let mut owned: Vec<Server> =
             candidates.into_iter().filter(|s| s.owner_id == Some(caller.customer_id)).collect();
         match owned.len() {
             1 => Ok(owned.remove(0)),
+            // Unknown and someone else's answer alike, so no customer can tell which
+            // names and addresses exist.
             0 => Err(Error::forbidden("containers can only be created on servers you own")),
             _ => Err(Error::conflict("several of your servers have this address; use the server name")),
         }
