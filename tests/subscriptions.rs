@@ -841,6 +841,13 @@ async fn operations_over_the_socket_run_as_over_http() {
             ("subscription { alarms { nope } }", "BAD_USER_INPUT"),
             ("subscription { alarms(level: \"x\") { id } }", "BAD_USER_INPUT"),
             ("subscription {", "BAD_USER_INPUT"),
+            // One root field per subscription (GraphQL's rule; async-graphql would merge two).
+            ("subscription { alarms { id } containerEvents { kind } }", "BAD_USER_INPUT"),
+            (
+                "subscription { alarms { id } ...E } fragment E on SubscriptionRoot { containerEvents { kind } }",
+                "BAD_USER_INPUT",
+            ),
+            ("subscription { __typename }", "BAD_USER_INPUT"),
             ("query { container(uid: 1) { uid } }", "NOT_FOUND"),
         ] {
             let op = ws.subscribe(bad, json!({})).await;

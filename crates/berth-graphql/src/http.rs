@@ -168,16 +168,7 @@ fn cross_site_form(headers: &HeaderMap) -> bool {
 /// browser's remembered basic credentials. A document that does not parse, or names no
 /// operation it holds, is left for the executor to answer.
 fn changes_state(request: &mut async_graphql::Request) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let name = request.operation_name.clone();
-    let Ok(doc) = request.parsed_query() else { return false };
-    let operation = match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str()),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    operation.is_some_and(|op| op.node.ty != OperationType::Query)
+    crate::operation::selected_type(request).is_some_and(|ty| ty != async_graphql::parser::types::OperationType::Query)
 }
 
 fn mutation_over_get() -> Response {

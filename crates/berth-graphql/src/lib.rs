@@ -18,6 +18,7 @@ mod http;
 mod loaders;
 mod loopboxes;
 mod metrics;
+mod operation;
 mod operation_ids;
 mod parsed_queries;
 mod portmaps;

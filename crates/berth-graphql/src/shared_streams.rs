@@ -69,13 +69,7 @@ pub(crate) struct SharedStreams {
 /// Whether `request` selects a subscription operation (queries and mutations sent over the
 /// socket run on their own: they answer once).
 pub(crate) fn is_subscription(request: &mut async_graphql::Request) -> bool {
-    let operation_name = request.operation_name.clone();
-    let Ok(doc) = request.parsed_query() else { return false };
-    let operation = match &operation_name {
-        Some(name) => doc.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str())),
-        None => doc.operations.iter().next(),
-    };
-    operation.is_some_and(|(_, op)| op.node.ty == OperationType::Subscription)
+    crate::operation::selected_type(request) == Some(OperationType::Subscription)
 }
 
 impl SharedStreams {

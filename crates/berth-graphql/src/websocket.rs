@@ -309,9 +309,14 @@ fn too_many_subscriptions() -> async_graphql::Response {
         "at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions may run at once on one connection: \
          complete one, or open another connection"
     );
+    refused_operation(message, "TOO_MANY_SUBSCRIPTIONS")
+}
+
+/// The one answer to an operation refused before it runs, with its `extensions.code`.
+fn refused_operation(message: String, code: &str) -> async_graphql::Response {
     let mut error = async_graphql::ServerError::new(message, None);
     let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", "TOO_MANY_SUBSCRIPTIONS");
+    extensions.set("code", code);
     error.extensions = Some(extensions);
     async_graphql::Response::from_errors(vec![error])
 }
@@ -345,6 +350,10 @@ impl async_graphql::Executor for WsExecutor {
             }
         };
         let mut request = prepare_request(request, &self.service, caller);
+        if let Some(problem) = crate::operation::subscription_root_problem(&mut request) {
+            let refused = refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
+            return futures::stream::once(async { refused }).boxed();
+        }
         let (responses, place) = match caller {
             Some(c) if crate::shared_streams::is_subscription(&mut request) => {
                 let Some(place) = SubscriptionPlace::take(&self.subscriptions) else {

@@ -1,0 +1,126 @@
+//! What a request's document asks for, read before it runs: which of its operations is
+//! selected, and what a subscription's root is. The transports decide by it (GET runs
+//! queries only; the socket shares and limits subscriptions).
+
+use std::collections::HashSet;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
+};
+use async_graphql::Positioned;
+
+/// The type of the operation the request selects; `None` when the document does not parse
+/// or does not hold the operation named (the executor then answers why).
+pub(crate) fn selected_type(request: &mut async_graphql::Request) -> Option<OperationType> {
+    let name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    selected(doc, name.as_deref()).map(|op| op.node.ty)
+}
+
+/// Why a subscription cannot run, if it selects other than exactly one root field that is not
+/// an introspection field (GraphQL's "Single root field" rule, which async-graphql does not
+/// check: it would merge the streams of several fields under one id).
+pub(crate) fn subscription_root_problem(request: &mut async_graphql::Request) -> Option<String> {
+    let name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    let op = selected(doc, name.as_deref())?;
+    if op.node.ty != OperationType::Subscription {
+        return None;
+    }
+    let mut keys = HashSet::new();
+    let mut introspection = false;
+    collect_root_fields(doc, &op.node.selection_set, &mut keys, &mut introspection, 0);
+    if introspection {
+        Some("a subscription's root field cannot be an introspection field".to_owned())
+    } else if keys.len() != 1 {
+        Some(format!("a subscription selects exactly one root field, not {}", keys.len()))
+    } else {
+        None
+    }
+}
+
+fn selected<'d>(doc: &'d ExecutableDocument, name: Option<&str>) -> Option<&'d Positioned<OperationDefinition>> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// Fragment spreads nest at most this deep here; a cycle is the validator's to report.
+const MAX_FRAGMENT_NESTING: usize = 16;
+
+/// The response keys (alias or name) of a selection set's fields, fragments expanded.
+fn collect_root_fields(
+    doc: &ExecutableDocument,
+    set: &Positioned<SelectionSet>,
+    keys: &mut HashSet<String>,
+    introspection: &mut bool,
+    depth: usize,
+) {
+    if depth > MAX_FRAGMENT_NESTING {
+        return;
+    }
+    for selection in &set.node.items {
+        match &selection.node {
+            Selection::Field(field) => {
+                *introspection |= field.node.name.node.starts_with("__");
+                keys.insert(field.node.response_key().node.to_string());
+            }
+            Selection::InlineFragment(inline) => {
+                collect_root_fields(doc, &inline.node.selection_set, keys, introspection, depth + 1);
+            }
+            Selection::FragmentSpread(spread) => {
+                if let Some(fragment) = doc.fragments.get(&spread.node.fragment_name.node) {
+                    collect_root_fields(doc, &fragment.node.selection_set, keys, introspection, depth + 1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(query: &str, operation: Option<&str>) -> Option<String> {
+        let mut request = async_graphql::Request::new(query);
+        if let Some(name) = operation {
+            request = request.operation_name(name);
+        }
+        subscription_root_problem(&mut request)
+    }
+
+    #[test]
+    fn a_subscription_has_one_root_field() {
+        assert_eq!(problem("subscription { alarms { id } }", None), None);
+        assert_eq!(problem("subscription { a: alarms { id } a: alarms { level } }", None), None, "one response key");
+        assert_eq!(problem("subscription { ...F } fragment F on SubscriptionRoot { alarms { id } }", None), None);
+        assert!(problem("subscription { alarms { id } containerEvents { kind } }", None).unwrap().contains("not 2"));
+        let spread = "subscription { alarms { id } ... on SubscriptionRoot { containerEvents { kind } } }";
+        assert!(problem(spread, None).is_some());
+        let fragment =
+            "subscription { alarms { id } ...F } fragment F on SubscriptionRoot { containerEvents { kind } }";
+        assert!(problem(fragment, None).is_some());
+        assert!(problem("subscription { __typename }", None).unwrap().contains("introspection"));
+        // Queries, unparsable texts and unknown operations are not this rule's.
+        assert_eq!(problem("{ me { company } alarms { id } }", None), None);
+        assert_eq!(problem("subscription {", None), None);
+        let two = "subscription A { alarms { id } } subscription B { alarms { id } containerEvents { kind } }";
+        assert_eq!(problem(two, Some("A")), None);
+        assert!(problem(two, Some("B")).is_some());
+        assert_eq!(problem(two, Some("C")), None);
+    }
+
+    #[test]
+    fn the_selected_operation_type() {
+        let mut request =
+            async_graphql::Request::new("query R { me { company } } mutation W { x }").operation_name("W");
+        assert_eq!(selected_type(&mut request), Some(OperationType::Mutation));
+        let mut request = async_graphql::Request::new("query R { me { company } } mutation W { x }");
+        assert_eq!(selected_type(&mut request), None, "two operations and no name");
+        let mut request = async_graphql::Request::new("subscription { alarms { id } }");
+        assert_eq!(selected_type(&mut request), Some(OperationType::Subscription));
+    }
+}
