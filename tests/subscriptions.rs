@@ -385,9 +385,10 @@ async fn assert_refused(ws: &mut Ws, sub: &str, what: &str) {
                 }
                 other => panic!("{what}: expected connection_error, got {other:?}"),
             }
-            // Then the connection ends; nothing else comes.
+            // Then the connection closes (1011, as the protocol's reference server does);
+            // nothing else comes.
             match ws.frame().await {
-                Frame::Close(_) | Frame::Ended(_) => {}
+                Frame::Close(Some((1011, _))) => {}
                 other => {
                     panic!("{what}: expected the end after connection_error, got {other:?} (operation {sub} ran?)")
                 }
@@ -439,6 +440,10 @@ async fn bad_connection_init_is_refused() {
     let id = raise(&berth, e.auth(), uid, "after refusals", 1).await;
     assert_alarm(&ws.next_data(&sub).await, id, uid, "after refusals");
     ws.close().await;
+    // The legacy protocol's connection_terminate ends the connection with a normal close.
+    let mut ws = Ws::open(berth.addr, Protocol::LegacyWs, &authorization(&e.auth())).await;
+    ws.send(json!({ "type": "connection_terminate" })).await;
+    assert_eq!(ws.frame().await, Frame::Close(Some((1000, String::new()))));
 }
 
 // 5b. graphql-transport-ws: subscribing under an id still running closes the connection with
@@ -1063,7 +1068,7 @@ async fn init_within_limit(berth: &Berth, protocol: Protocol, authorization: &st
             let message = m["payload"]["message"].as_str().unwrap_or_default();
             assert!(message.contains("too many WebSockets"), "{what}: {m}");
             match ws.frame().await {
-                Frame::Close(_) | Frame::Ended(_) => {}
+                Frame::Close(Some((1011, _))) => {}
                 other => {
                     panic!("{what}: expected the end after connection_error, got {other:?} (operation {sub} ran?)")
                 }

@@ -153,9 +153,13 @@ async fn serve_websocket(
         let message = tokio::select! {
             message = output.next() => match message {
                 Some(message) => message,
-                // The input ended at a subscription under a running id.
                 None => match running.reused() {
+                    // The input ended at a subscription under a running id.
                     Some((code, reason)) => WsMessage::Close(code, reason),
+                    // async-graphql just ends a legacy connection (after `connection_error`
+                    // or `connection_terminate`); its reference server closed it, with 1011
+                    // after an error, so clients see a close, not an abnormal end.
+                    None if !transport_ws => WsMessage::Close(if refused.get().is_some() { 1011 } else { 1000 }, String::new()),
                     None => break,
                 },
             },
