@@ -194,6 +194,29 @@ async fn distro_build_failures_name_the_cause_once() {
     assert_eq!(error_line(&out).matches("os error 2").count(), 1, "{}", error_line(&out));
 }
 
+/// Without `--state-dir`: `$XDG_STATE_HOME/berth` when it is absolute, else
+/// `~/.local/state/berth` (a relative XDG_STATE_HOME is ignored, as XDG says).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_state_dir_follows_xdg() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = |env: Vec<(&'static str, std::path::PathBuf)>| {
+        let mut cmd = berth_command();
+        cmd.arg("migrate").current_dir(dir.path()).stdin(Stdio::null());
+        for key in ["BERTH_STATE_DIR", "BERTH_DATABASE_URL", "XDG_STATE_HOME", "HOME"] {
+            cmd.env_remove(key);
+        }
+        cmd.envs(env);
+        async move { tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.unwrap().unwrap() }
+    };
+    let out = migrate(vec![("XDG_STATE_HOME", dir.path().join("xdg")), ("HOME", dir.path().join("home"))]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("xdg/berth/berth.db").is_file());
+    let out = migrate(vec![("XDG_STATE_HOME", "relative".into()), ("HOME", dir.path().join("home"))]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("home/.local/state/berth/berth.db").is_file());
+    assert!(!dir.path().join("relative").exists(), "a relative XDG_STATE_HOME is not used");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_works_on_postgres() {
     let Some(pg) = common::PgDatabase::create().await else { return };

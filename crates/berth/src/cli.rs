@@ -50,7 +50,8 @@ pub struct DbArgs {
     /// Database URL: `sqlite://PATH` or `postgres://…`. Default: berth.db in the state dir.
     #[arg(long = "database", env = "BERTH_DATABASE_URL", global = true)]
     pub database: Option<String>,
-    /// Directory for Berth's own state (the default SQLite database among it).
+    /// Directory for Berth's own state (the default SQLite database among it). Default:
+    /// $XDG_STATE_HOME/berth, else ~/.local/state/berth, else ./.berth when HOME is unset.
     #[arg(long = "state-dir", env = "BERTH_STATE_DIR", global = true)]
     pub state_dir: Option<PathBuf>,
 }
@@ -126,12 +127,13 @@ fn parse_prefix(value: &str) -> Result<String, String> {
 
 impl DbArgs {
     /// The state directory: `--state-dir`, else `$XDG_STATE_HOME/berth`, else
-    /// `~/.local/state/berth`, else `./.berth`.
+    /// `~/.local/state/berth`, else `./.berth`. A relative `XDG_STATE_HOME` is ignored, as
+    /// the XDG base directory specification says.
     pub fn state_dir(&self) -> PathBuf {
         if let Some(dir) = &self.state_dir {
             return dir.clone();
         }
-        if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| std::path::Path::new(v).is_absolute()) {
             return PathBuf::from(xdg).join("berth");
         }
         if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
