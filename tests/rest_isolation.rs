@@ -644,3 +644,49 @@ async fn bad_input_per_route_changes_nothing() {
     }
     assert_eq!(snapshot(&w).await, before, "bad input changed something");
 }
+
+/// A NUL in a text that is only looked up (a filter, a name to delete, a username) is answered
+/// alike on SQLite and PostgreSQL, which cannot even be asked for one: a clear 4xx or typed
+/// error, never a 500.
+async fn nul_in_looked_up_texts(w: World) {
+    let b = &w.berth;
+    let k = &w.k;
+    let before = snapshot(&w).await;
+    for route in [
+        "containers?tags=a%00b",
+        "domains?tags=a%00b",
+        "loopboxes?tags=a%00b",
+        "alarms/?vassal=a%00b",
+        "alarms/?class=%00",
+    ] {
+        let r = call(b, "GET", &path(route), k, None).await;
+        assert!((400..500).contains(&r.status), "GET {route}: {} {}", r.status, r.text);
+    }
+    let r = call(b, "DELETE", &path("domains"), k, Some(r#"{"name": "d\u0000"}"#)).await;
+    assert_eq!((r.status, r.text.as_str()), (404, NOT_FOUND));
+    let nul_user = Auth::basic("kra\0tos", &w.kratos.password);
+    assert_eq!(call(b, "GET", &path("me"), &nul_user, None).await.status, 401);
+    let r = b.gql_raw(nul_user, "{ me { username } }", json!({})).await;
+    assert_eq!((r.status, common::error_code(&r.body)), (401, Some("UNAUTHENTICATED")), "{}", r.body);
+
+    for query in [
+        r#"{ containers(first: 10, tags: ["a\u0000b"]) { edges { node { uid } } } }"#,
+        r#"{ domains(first: 10, tags: ["a\u0000b"]) { edges { node { id } } } }"#,
+        r#"{ alarms(first: 10, vassal: "a\u0000b") { totalCount } }"#,
+    ] {
+        let body = b.gql(k.clone(), query, json!({})).await;
+        assert_eq!(common::error_code(&body), Some("BAD_USER_INPUT"), "{query}: {body}");
+    }
+    assert_eq!(snapshot(&w).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_in_looked_up_texts_sqlite() {
+    nul_in_looked_up_texts(world().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_in_looked_up_texts_postgres() {
+    let Some(b) = common::Berth::start_postgres().await else { return };
+    nul_in_looked_up_texts(rest_common::world_on(b).await).await;
+}

@@ -48,6 +48,15 @@ pub fn name(field: &str, value: &str) -> Result<()> {
     text(field, value, MAX_TEXT)
 }
 
+/// Texts a listing is filtered by. No stored text holds a NUL (every write refuses one), and
+/// PostgreSQL cannot even be asked for one, so such a filter is bad input on every engine.
+pub fn filter_texts<'a>(field: &str, values: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    if values.into_iter().any(|v| v.contains('\0')) {
+        return Err(Error::bad_input(field, "contains a NUL character"));
+    }
+    Ok(())
+}
+
 pub fn optional_text(field: &str, value: Option<&str>) -> Result<()> {
     value.map_or(Ok(()), |v| text(field, v, MAX_TEXT))
 }
@@ -256,6 +265,7 @@ mod tests {
         assert!(alarm_line(Some(MAX_INT + 1)).is_err());
         assert!(alarm_line(Some(MAX_INT)).is_ok());
         assert!(quota_threshold(150).is_ok() && quota_threshold(0).is_ok());
+        assert!(filter_texts("tags", ["web", "db"]).is_ok() && filter_texts("tags", ["web", "d\0b"]).is_err());
         assert!(alarm_unix(-1).is_err() && alarm_unix(MAX_INT + 1).is_err() && alarm_unix(1_796_000_000).is_ok());
         assert!(quota_threshold(-1).is_err() && quota_threshold(MAX_INT + 1).is_err());
     }

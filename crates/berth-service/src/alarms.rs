@@ -87,8 +87,10 @@ pub fn range_window(range: &str) -> Result<Window> {
 }
 
 impl Service {
-    fn alarm_query(&self, caller: &Caller, filter: &AlarmFilter, container_id: Option<i64>) -> AlarmQuery {
-        AlarmQuery {
+    fn alarm_query(&self, caller: &Caller, filter: &AlarmFilter, container_id: Option<i64>) -> Result<AlarmQuery> {
+        let texts = [&filter.class, &filter.vassal, &filter.color, &filter.filename, &filter.func];
+        validate::filter_texts("filter", texts.into_iter().flatten().map(String::as_str))?;
+        Ok(AlarmQuery {
             customer_id: caller.customer_id,
             container_id,
             level: filter.level,
@@ -98,7 +100,7 @@ impl Service {
             color: filter.color.clone(),
             filename: filter.filename.clone(),
             func: filter.func.clone(),
-        }
+        })
     }
 
     /// Resolves the filter's container uid to one of the caller's containers.
@@ -124,7 +126,7 @@ impl Service {
         let window = range.map(range_window).transpose()?;
         let mut conn = self.store.read().await?;
         let container_id = self.filter_container(&mut conn, caller, filter).await?;
-        let q = self.alarm_query(caller, filter, container_id);
+        let q = self.alarm_query(caller, filter, container_id)?;
         let total = alarms::count(&mut conn, &q).await?;
         let window = window.unwrap_or(Window::NewestFirst { offset: 0, limit: total.max(0) });
         let list = alarms::list(&mut conn, &q, window).await?;
@@ -143,7 +145,7 @@ impl Service {
         let limit = crate::containers::page_size(first)? as i64;
         let mut conn = self.store.read().await?;
         let container_id = self.filter_container(&mut conn, caller, filter).await?;
-        let q = self.alarm_query(caller, filter, container_id);
+        let q = self.alarm_query(caller, filter, container_id)?;
         let total = alarms::count(&mut conn, &q).await?;
         let window = match after {
             None => Window::NewestFirst { offset: 0, limit: limit + 1 },

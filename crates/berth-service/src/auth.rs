@@ -320,9 +320,10 @@ impl Service {
     async fn check_password(&self, username: &str, password: &str, peer: IpAddr, slot: [u8; 32]) -> Result<Caller> {
         let auth = &self.auth;
         auth.admit(username, peer)?;
-        let creds = {
-            let mut conn = self.store.read().await?;
-            accounts::credentials(&mut conn, username).await?
+        // No username holds a NUL (PostgreSQL cannot even be asked): an unknown account.
+        let creds = match username.contains('\0') {
+            true => None,
+            false => accounts::credentials(&mut *self.store.read().await?, username).await?,
         };
         let (hash, account) = match &creds {
             Some(c) => (c.password_hash.clone(), Some(c)),

@@ -225,6 +225,7 @@ impl Service {
         tags: &[String],
     ) -> Result<Page<Container>> {
         let size = page_size(first)?;
+        validate::filter_texts("tags", tags.iter().map(String::as_str))?;
         let after = after_id.filter(|id| *id > 0);
         let mut conn = self.store.reads().await?;
         let rows = containers::page_of_customer(&mut conn, caller.customer_id, after, size as i64 + 1, tags).await?;

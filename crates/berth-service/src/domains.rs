@@ -34,6 +34,7 @@ impl Service {
         after: Option<i64>,
     ) -> Result<DomainPage> {
         let limit = crate::containers::page_size(first)? as i64;
+        validate::filter_texts("tags", tags.iter().map(String::as_str))?;
         let mut conn = self.store.read().await?;
         let mut rows = domains::page(&mut conn, caller.customer_id, tags, after, limit + 1).await?;
         let has_next = rows.len() as i64 > limit;
@@ -100,6 +101,10 @@ impl Service {
     }
 
     pub async fn delete_domain_by_name(&self, caller: &Caller, name: &str) -> Result<Domain> {
+        // No domain is named with a NUL (adding one refuses it); PostgreSQL cannot be asked.
+        if name.contains('\0') {
+            return Err(Error::NotFound("domain"));
+        }
         let mut tx = self.store.write().await?;
         let domain =
             domains::owned_by_name(&mut tx, caller.customer_id, name).await?.ok_or(Error::NotFound("domain"))?;

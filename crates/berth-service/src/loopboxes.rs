@@ -30,6 +30,7 @@ impl Service {
         first: Option<i64>,
     ) -> Result<Page<Loopbox>> {
         let size = page_size(first)?;
+        validate::filter_texts("tags", tags.iter().map(String::as_str))?;
         let mut conn = self.store.read().await?;
         let container_id = match container_uid {
             Some(uid) => Some(owned_container(&mut conn, caller, uid).await?.id),

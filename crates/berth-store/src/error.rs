@@ -13,6 +13,11 @@ pub enum StoreError {
     /// A unique constraint refused the write: the object already exists.
     #[error("already exists")]
     Unique,
+    /// PostgreSQL refused a text parameter holding a NUL (SQLSTATE 22021), which no column
+    /// can hold. The service refuses such input first; this keeps a place it missed from
+    /// answering 500.
+    #[error("a text holds a NUL character")]
+    NulInText,
     /// A foreign-key or check constraint refused the write.
     #[error("constraint violated: {0}")]
     Constraint(String),
@@ -27,6 +32,9 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// PostgreSQL's SQLSTATE for a parameter its encoding cannot hold (a NUL in a text).
+const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
@@ -35,6 +43,7 @@ impl From<sqlx::Error> for StoreError {
                 sqlx::error::ErrorKind::ForeignKeyViolation
                 | sqlx::error::ErrorKind::CheckViolation
                 | sqlx::error::ErrorKind::NotNullViolation => return StoreError::Constraint(db.message().to_owned()),
+                _ if db.code().as_deref() == Some(CHARACTER_NOT_IN_REPERTOIRE) => return StoreError::NulInText,
                 _ => {}
             }
         }
@@ -49,6 +58,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Unique => Error::conflict("already exists"),
             StoreError::Constraint(msg) => Error::conflict(format!("refused by the database: {msg}")),
+            StoreError::NulInText => Error::bad_input("text", "contains a NUL character"),
             other => Error::internal(other),
         }
     }

@@ -64,3 +64,15 @@ async fn servers_capacity_and_news(store: Store) {
     assert_eq!(news::latest(&mut conn, true, 10).await.unwrap().len(), 2);
 }
 both_engines!(servers_capacity_and_news_work, servers_capacity_and_news);
+
+/// A text holding a NUL finds nothing on SQLite; PostgreSQL cannot be asked and refuses
+/// the parameter, which is `NulInText` (bad input), never a generic database error.
+async fn nul_in_a_looked_up_text(store: Store) {
+    let mut conn = store.read().await.unwrap();
+    let looked_up = accounts::credentials(&mut conn, "kra\0tos").await;
+    match store.engine() {
+        berth_store::Engine::Postgres => assert!(matches!(looked_up, Err(StoreError::NulInText)), "{looked_up:?}"),
+        berth_store::Engine::Sqlite => assert!(matches!(looked_up, Ok(None)), "{looked_up:?}"),
+    }
+}
+both_engines!(nul_in_a_looked_up_text_is_no_database_error, nul_in_a_looked_up_text);
