@@ -923,6 +923,9 @@ async fn containers_create_update_and_no_delete() {
     let tagged = get(b, &p("containers?tags=web"), k).await.json();
     assert_eq!(tagged.as_array().unwrap().len(), 1);
     assert_eq!(get(b, &p("containers?tags=nope"), k).await.json(), json!([]));
+    // As the reference splits it: an empty name matches no tag, so `tags=` lists nothing.
+    assert_eq!(get(b, &p("containers?tags="), k).await.json(), json!([]));
+    assert_eq!(get(b, &p("containers?tags=,,,"), k).await.json(), json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

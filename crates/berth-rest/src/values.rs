@@ -59,9 +59,10 @@ pub fn string_list(value: &Value) -> Option<Vec<String>> {
     value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
-/// `?tags=a,b` → names (empty names dropped).
+/// `?tags=a,b` → names, as the reference splits them: empty names stay (no tag has one),
+/// so `?tags=` filters everything out rather than filtering nothing.
 pub fn tag_names(query: Option<&str>) -> Vec<String> {
-    query.map(|q| q.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
+    query.map(|q| q.split(',').map(str::to_owned).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -77,6 +78,8 @@ mod tests {
         assert_eq!(bool_like(&json!(2)), None);
         assert_eq!(text_like(&json!(123)), Some(Some("123".into())));
         assert_eq!(string_list(&json!("abc")), None);
-        assert_eq!(tag_names(Some("a,,b")), vec!["a", "b"]);
+        assert_eq!(tag_names(Some("a,,b")), vec!["a", "", "b"]);
+        assert_eq!(tag_names(Some("")), vec![""]);
+        assert!(tag_names(None).is_empty());
     }
 }
