@@ -651,6 +651,7 @@ async fn bad_input_per_route_changes_nothing() {
 async fn nul_in_looked_up_texts(w: World) {
     let b = &w.berth;
     let k = &w.k;
+    let domain = b.admin(&["domain", "add", "--customer", "kratos", "--name", "nul.example"]).await["id"].clone();
     let before = snapshot(&w).await;
     for route in [
         "containers?tags=a%00b",
@@ -669,6 +670,11 @@ async fn nul_in_looked_up_texts(w: World) {
     let r = b.gql_raw(nul_user, "{ me { username } }", json!({})).await;
     assert_eq!((r.status, common::error_code(&r.body)), (401, Some("UNAUTHENTICATED")), "{}", r.body);
 
+    let update = "mutation($id: Int!) { updateDomain(id: $id, input: { tags: [\"a\\u0000b\"] }) { id } }";
+    let body = b.gql(k.clone(), update, json!({ "id": domain })).await;
+    assert_eq!(common::error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let body = b.gql(k.clone(), r#"{ portmappings(server: "a\u0000b") { id } }"#, json!({})).await;
+    assert_eq!(common::error_code(&body), Some("FORBIDDEN"), "as any server not yours: {body}");
     for query in [
         r#"{ containers(first: 10, tags: ["a\u0000b"]) { edges { node { uid } } } }"#,
         r#"{ domains(first: 10, tags: ["a\u0000b"]) { edges { node { id } } } }"#,
