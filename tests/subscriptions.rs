@@ -485,6 +485,21 @@ async fn a_running_id_is_not_reused() {
             other => panic!("expected close 4409, got {other:?}"),
         }
     }
+    // async-graphql also takes the legacy `start` as `subscribe`: the same rule holds.
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&f.auth())).await;
+    ws.send(subscribe("s", &level_1)).await;
+    sync(&mut ws, "s", &berth, &f.auth(), uid, 1).await;
+    ws.send(json!({ "type": "start", "id": "s", "payload": { "query": level_2 } })).await;
+    assert!(matches!(ws.frame().await, Frame::Close(Some((4409, _)))));
+    // A connection the client ends without a close frame of its own still gets one.
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&f.auth())).await;
+    ws.send(json!({ "type": "connection_terminate" })).await;
+    assert_eq!(ws.frame().await, Frame::Close(Some((1000, String::new()))));
+    // Legacy: a second connection_init is refused, and the close says so (1011).
+    let mut ws = Ws::open(berth.addr, Protocol::LegacyWs, &authorization(&f.auth())).await;
+    ws.send_init(json!({ "Authorization": authorization(&f.auth()) })).await;
+    assert!(matches!(ws.frame().await, Frame::Json(m) if m["type"] == "connection_error"));
+    assert!(matches!(ws.frame().await, Frame::Close(Some((1011, _)))));
 }
 
 /// Raises `count` alarms with message `message` on `container`, `batch` per GraphQL request

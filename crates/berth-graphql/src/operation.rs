@@ -29,7 +29,7 @@ pub(crate) fn subscription_root_problem(request: &mut async_graphql::Request) ->
     }
     let mut keys = HashSet::new();
     let mut introspection = false;
-    collect_root_fields(doc, &op.node.selection_set, &mut keys, &mut introspection, 0);
+    collect_root_fields(doc, &op.node.selection_set, &mut keys, &mut introspection, &mut HashSet::new());
     if introspection {
         Some("a subscription's root field cannot be an introspection field".to_owned())
     } else if keys.len() != 1 {
@@ -48,20 +48,16 @@ fn selected<'d>(doc: &'d ExecutableDocument, name: Option<&str>) -> Option<&'d P
     }
 }
 
-/// Fragment spreads nest at most this deep here; a cycle is the validator's to report.
-const MAX_FRAGMENT_NESTING: usize = 16;
-
-/// The response keys (alias or name) of a selection set's fields, fragments expanded.
-fn collect_root_fields(
-    doc: &ExecutableDocument,
-    set: &Positioned<SelectionSet>,
+/// The response keys (alias or name) of a selection set's fields, fragments expanded. Each
+/// named fragment is expanded once: that finds every key whatever the nesting, ends on a
+/// cycle (the validator reports it), and stays linear however often a fragment is spread.
+fn collect_root_fields<'d>(
+    doc: &'d ExecutableDocument,
+    set: &'d Positioned<SelectionSet>,
     keys: &mut HashSet<String>,
     introspection: &mut bool,
-    depth: usize,
+    expanded: &mut HashSet<&'d str>,
 ) {
-    if depth > MAX_FRAGMENT_NESTING {
-        return;
-    }
     for selection in &set.node.items {
         match &selection.node {
             Selection::Field(field) => {
@@ -69,11 +65,14 @@ fn collect_root_fields(
                 keys.insert(field.node.response_key().node.to_string());
             }
             Selection::InlineFragment(inline) => {
-                collect_root_fields(doc, &inline.node.selection_set, keys, introspection, depth + 1);
+                collect_root_fields(doc, &inline.node.selection_set, keys, introspection, expanded);
             }
             Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
                 if let Some(fragment) = doc.fragments.get(&spread.node.fragment_name.node) {
-                    collect_root_fields(doc, &fragment.node.selection_set, keys, introspection, depth + 1);
+                    if expanded.insert(name) {
+                        collect_root_fields(doc, &fragment.node.selection_set, keys, introspection, expanded);
+                    }
                 }
             }
         }
@@ -111,6 +110,18 @@ mod tests {
         assert_eq!(problem(two, Some("A")), None);
         assert!(problem(two, Some("B")).is_some());
         assert_eq!(problem(two, Some("C")), None);
+
+        // However deep the nesting, and through a cycle, every root field counts.
+        let inline = format!(
+            "subscription {{ alarms {{ id }} {}containerEvents {{ kind }}{} }}",
+            "... on SubscriptionRoot { ".repeat(40),
+            " }".repeat(40)
+        );
+        assert!(problem(&inline, None).is_some());
+        let mut chain: String =
+            (1..40).map(|i| format!("fragment F{i} on SubscriptionRoot {{ ...F{} }} ", i + 1)).collect();
+        chain.push_str("fragment F40 on SubscriptionRoot { containerEvents { kind } ...F1 }");
+        assert!(problem(&format!("subscription {{ alarms {{ id }} ...F1 }} {chain}"), None).is_some());
     }
 
     #[test]

@@ -33,7 +33,8 @@ impl RunningIds {
         let Ok(Tagged { kind: Some(kind), id: Some(id) }) = serde_json::from_slice::<Tagged>(frame) else {
             return true;
         };
-        if kind != "subscribe" {
+        // async-graphql takes the legacy `start` for `subscribe` on either protocol.
+        if kind != "subscribe" && kind != "start" {
             return true;
         }
         let fresh = self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone().into_owned());
@@ -79,6 +80,10 @@ mod tests {
         assert!(ids.reused().is_none());
         assert!(!ids.admit(&subscribe("1")), "still running until the server says complete");
         assert_eq!(ids.reused(), Some((4409, "Subscriber for 1 already exists".to_owned())));
+
+        let ids = RunningIds::default();
+        assert!(ids.admit(&subscribe("1")));
+        assert!(!ids.admit(br#"{"type":"start","id":"1","payload":{"query":"subscription { alarms { id } }"}}"#));
 
         let ids = RunningIds::default();
         assert!(ids.admit(&subscribe("1")));

@@ -142,6 +142,9 @@ async fn serve_websocket(
             Ok(data)
         });
     futures::pin_mut!(output);
+    // Legacy protocol: whether the connection was refused (`connection_error`), which its
+    // close then says (1011).
+    let mut connection_error_sent = false;
     let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     loop {
@@ -156,11 +159,11 @@ async fn serve_websocket(
                 None => match running.reused() {
                     // The input ended at a subscription under a running id.
                     Some((code, reason)) => WsMessage::Close(code, reason),
-                    // async-graphql just ends a legacy connection (after `connection_error`
-                    // or `connection_terminate`); its reference server closed it, with 1011
-                    // after an error, so clients see a close, not an abnormal end.
-                    None if !transport_ws => WsMessage::Close(if refused.get().is_some() { 1011 } else { 1000 }, String::new()),
-                    None => break,
+                    // async-graphql just ends the connection (after a legacy
+                    // `connection_error`, or `connection_terminate`); the legacy protocol's
+                    // reference server closed it, with 1011 after an error, so clients see
+                    // a close, not an abnormal end.
+                    None => WsMessage::Close(if connection_error_sent { 1011 } else { 1000 }, String::new()),
                 },
             },
             _ = &mut init_deadline, if acknowledged.get().is_none() => {
@@ -175,6 +178,8 @@ async fn serve_websocket(
             WsMessage::Text(text) => {
                 if transport_ws {
                     running.sent(&text);
+                } else {
+                    connection_error_sent |= text.starts_with(r#"{"type":"connection_error""#);
                 }
                 Message::Text(text.into())
             }
