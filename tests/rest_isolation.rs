@@ -696,3 +696,34 @@ async fn nul_in_looked_up_texts_postgres() {
     let Some(b) = common::Berth::start_postgres().await else { return };
     nul_in_looked_up_texts(rest_common::world_on(b).await).await;
 }
+
+/// A browser request made for a page of another site without CORS (a form post, an `<img>`,
+/// a link) carries the basic credentials the browser remembers; it is refused before it
+/// acts. CORS clients, scripts (no Fetch Metadata) and the user's own navigation work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_foreign_pages_are_refused() {
+    let w = world().await;
+    let (b, k, k1) = (&w.berth, &w.k, w.k1);
+    let foreign = |mode: &'static str| [("sec-fetch-site", "cross-site"), ("sec-fetch-mode", mode)];
+    let me_before = call(b, "GET", &path("me"), k, None).await.text;
+    let form = [("content-type", "text/plain"), ("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")];
+    let r = rest_common::call_with(b, "POST", &path("me"), k, Some(r#"{"company": "Forged"}"#), &form).await;
+    assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN));
+    let sibling = [("sec-fetch-site", "same-site"), ("sec-fetch-mode", "navigate")];
+    let r = rest_common::call_with(b, "POST", &path("tags"), k, Some(r#"{"name": "forged"}"#), &sibling).await;
+    assert_eq!(r.status, 403, "a customer's site under the provider's domain is foreign too");
+    let before = call(b, "GET", &path(format!("containers/{k1}")), k, None).await.text;
+    // An <img> would regenerate the alarm key (a GET that changes state).
+    let r = rest_common::call_with(b, "GET", &path(format!("alarm_key/{k1}")), k, None, &foreign("no-cors")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(call(b, "GET", &path(format!("containers/{k1}")), k, None).await.text, before);
+    assert_eq!(call(b, "GET", &path("me"), k, None).await.text, me_before, "nothing changed");
+
+    // A CORS client of another site, a script, and the user's own navigation all work.
+    let r = rest_common::call_with(b, "GET", &path("me"), k, None, &foreign("cors")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let own = [("sec-fetch-site", "none"), ("sec-fetch-mode", "navigate")];
+    assert_eq!(rest_common::call_with(b, "GET", &path("me"), k, None, &own).await.status, 200);
+    let r = call(b, "POST", &path("tags"), k, Some(r#"{"name": "by-script"}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}

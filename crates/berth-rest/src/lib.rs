@@ -85,7 +85,21 @@ async fn cors(request: Request, next: Next) -> axum::response::Response {
         )
             .into_response();
     }
-    let mut response = next.run(request).await;
+    let mut response =
+        if sent_for_a_foreign_page(request.headers()) { wire::forbidden() } else { next.run(request).await };
     response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
+}
+
+/// Whether a browser sent the request for a page of another site without CORS: a form
+/// post, an `<img>`, a link (Fetch Metadata, `Sec-Fetch-Site` / `Sec-Fetch-Mode`). The
+/// shim reads JSON whatever the Content-Type, some GETs change state (`alarm_key`), and
+/// the browser would attach the basic credentials it remembers, so such a request could act
+/// as the customer. Browser clients of this API use CORS (the `X-uwsgi-it-*` headers
+/// require it); scripts send no Fetch Metadata. A page of the same site but another origin
+/// (a customer's site under the provider's domain) is foreign too.
+fn sent_for_a_foreign_page(headers: &axum::http::HeaderMap) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    let foreign = value("sec-fetch-site").is_some_and(|site| site == "cross-site" || site == "same-site");
+    foreign && value("sec-fetch-mode").as_deref() != Some("cors")
 }
