@@ -210,16 +210,28 @@ async fn same_as_unknown(
     assert_eq!(a.header("content-type"), u.header("content-type"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zeus_sees_and_changes_nothing_of_kratos() {
-    zeus_sees_and_changes_nothing(world().await).await;
+/// `on_both_worlds!(check, sqlite_test, postgres_test)`: two tests running `check` on the
+/// REST world of a SQLite gateway and of a PostgreSQL one.
+macro_rules! on_both_worlds {
+    ($check:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $check(world().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(b) = common::Berth::start_postgres().await else { return };
+            $check(rest_common::world_on(b).await).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zeus_sees_and_changes_nothing_of_kratos_postgres() {
-    let Some(b) = common::Berth::start_postgres().await else { return };
-    zeus_sees_and_changes_nothing(rest_common::world_on(b).await).await;
-}
+on_both_worlds!(
+    zeus_sees_and_changes_nothing,
+    zeus_sees_and_changes_nothing_of_kratos,
+    zeus_sees_and_changes_nothing_of_kratos_postgres
+);
 
 async fn zeus_sees_and_changes_nothing(w: World) {
     let b = &w.berth;
@@ -686,16 +698,7 @@ async fn nul_in_looked_up_texts(w: World) {
     assert_eq!(snapshot(&w).await, before);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nul_in_looked_up_texts_sqlite() {
-    nul_in_looked_up_texts(world().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nul_in_looked_up_texts_postgres() {
-    let Some(b) = common::Berth::start_postgres().await else { return };
-    nul_in_looked_up_texts(rest_common::world_on(b).await).await;
-}
+on_both_worlds!(nul_in_looked_up_texts, nul_in_looked_up_texts_sqlite, nul_in_looked_up_texts_postgres);
 
 /// A browser request made for a page of another site without CORS (a form post, an `<img>`,
 /// a link) carries the basic credentials the browser remembers; it is refused before it
