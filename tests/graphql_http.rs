@@ -157,7 +157,10 @@ async fn cross_site_form_posts_are_refused() {
     let berth = Berth::start().await;
     let kratos = berth.fixture_customer("kratos").await;
     let authorization = Auth::basic(&kratos.username, &kratos.password).header().unwrap();
-    let mutation = |company: &str| json!({ "query": format!("mutation {{ updateMe(input: {{ company: \"{company}\" }}) {{ company }} }}") });
+    let mutation = |company: &str| {
+        let query = format!("mutation {{ updateMe(input: {{ company: \"{company}\" }}) {{ company }} }}");
+        json!({ "query": query })
+    };
     let post = |origin: Option<&str>, content_type: Option<&str>, company: &str| {
         let mut request = berth
             .http()
