@@ -700,33 +700,52 @@ async fn nul_in_looked_up_texts(w: World) {
 
 on_both_worlds!(nul_in_looked_up_texts, nul_in_looked_up_texts_sqlite, nul_in_looked_up_texts_postgres);
 
-/// A browser request made for a page of another site without CORS (a form post, an `<img>`,
-/// a link) carries the basic credentials the browser remembers; it is refused before it
-/// acts. CORS clients, scripts (no Fetch Metadata) and the user's own navigation work.
+/// A browser request made for a page of another origin carries the basic credentials the
+/// browser remembers (a form post, an `<img>`, a link, a credentialed `fetch`); it is
+/// refused before it acts. CORS clients (the `X-uwsgi-it-*` headers), scripts and the
+/// user's own navigation work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_for_foreign_pages_are_refused() {
     let w = world().await;
     let (b, k, k1) = (&w.berth, &w.k, w.k1);
-    let foreign = |mode: &'static str| [("sec-fetch-site", "cross-site"), ("sec-fetch-mode", mode)];
     let me_before = call(b, "GET", &path("me"), k, None).await.text;
-    let form = [("content-type", "text/plain"), ("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")];
-    let r = rest_common::call_with(b, "POST", &path("me"), k, Some(r#"{"company": "Forged"}"#), &form).await;
+    let container_before = call(b, "GET", &path(format!("containers/{k1}")), k, None).await.text;
+    let site = |site: &'static str, mode: &'static str| [("sec-fetch-site", site), ("sec-fetch-mode", mode)];
+    let post_me = |headers: Vec<(&'static str, &'static str)>| async move {
+        rest_common::call_with(b, "POST", &path("me"), k, Some(r#"{"company": "Forged"}"#), &headers).await
+    };
+    let form = vec![("content-type", "text/plain"), ("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")];
+    let r = post_me(form).await;
     assert_eq!((r.status, r.text.as_str()), (403, FORBIDDEN));
-    let sibling = [("sec-fetch-site", "same-site"), ("sec-fetch-mode", "navigate")];
-    let r = rest_common::call_with(b, "POST", &path("tags"), k, Some(r#"{"name": "forged"}"#), &sibling).await;
-    assert_eq!(r.status, 403, "a customer's site under the provider's domain is foreign too");
-    let before = call(b, "GET", &path(format!("containers/{k1}")), k, None).await.text;
+    // A credentialed fetch is mode cors, but a CORS client cannot send Authorization itself.
+    assert_eq!(post_me(site("cross-site", "cors").to_vec()).await.status, 403);
+    assert_eq!(post_me(site("same-site", "navigate").to_vec()).await.status, 403, "a sibling subdomain is foreign");
+    // Without Fetch Metadata (plain HTTP to a remote host, older browsers): the Origin tells.
+    assert_eq!(post_me(vec![("origin", "http://attacker.example")]).await.status, 403);
+    assert_eq!(post_me(vec![("origin", "null")]).await.status, 403);
     // An <img> would regenerate the alarm key (a GET that changes state).
-    let r = rest_common::call_with(b, "GET", &path(format!("alarm_key/{k1}")), k, None, &foreign("no-cors")).await;
+    let r = rest_common::call_with(b, "GET", &path(format!("alarm_key/{k1}")), k, None, &site("cross-site", "no-cors"))
+        .await;
     assert_eq!(r.status, 403);
-    assert_eq!(call(b, "GET", &path(format!("containers/{k1}")), k, None).await.text, before);
+    assert_eq!(call(b, "GET", &path(format!("containers/{k1}")), k, None).await.text, container_before);
     assert_eq!(call(b, "GET", &path("me"), k, None).await.text, me_before, "nothing changed");
 
-    // A CORS client of another site, a script, and the user's own navigation all work.
-    let r = rest_common::call_with(b, "GET", &path("me"), k, None, &foreign("cors")).await;
+    // A CORS client of another site, the user's own navigation, this origin, and a script.
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let (user, password) = (hex(&w.kratos.username), hex(&w.kratos.password));
+    let cors_client = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "cors"),
+        ("origin", "https://panel.example"),
+        ("x-uwsgi-it-username", user.as_str()),
+        ("x-uwsgi-it-password", password.as_str()),
+    ];
+    let r = rest_common::call_with(b, "GET", &path("me"), &Auth::None, None, &cors_client).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let own = [("sec-fetch-site", "none"), ("sec-fetch-mode", "navigate")];
-    assert_eq!(rest_common::call_with(b, "GET", &path("me"), k, None, &own).await.status, 200);
+    assert_eq!(rest_common::call_with(b, "GET", &path("me"), k, None, &site("none", "navigate")).await.status, 200);
+    let own_origin = format!("http://{}", b.addr);
+    let r = rest_common::call_with(b, "GET", &path("me"), k, None, &[("origin", own_origin.as_str())]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = call(b, "POST", &path("tags"), k, Some(r#"{"name": "by-script"}"#)).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }

@@ -131,7 +131,8 @@ struct GetParams {
 fn request_of_query_string(uri: &axum::http::Uri) -> Result<async_graphql::Request, String> {
     let axum::extract::Query(params) = axum::extract::Query::<GetParams>::try_from_uri(uri)
         .map_err(|e| format!("invalid query string: {}", e.body_text()))?;
-    let mut request = async_graphql::Request::new(params.query);
+    // Parsed (or found parsed) now: the GET check below reads the document before it runs.
+    let mut request = crate::parsed_queries::attach(async_graphql::Request::new(params.query));
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }

@@ -41,7 +41,9 @@ pub(crate) fn subscription_root_problem(request: &mut async_graphql::Request) ->
 
 fn selected<'d>(doc: &'d ExecutableDocument, name: Option<&str>) -> Option<&'d Positioned<OperationDefinition>> {
     match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Single(op), None) => Some(op),
+        // A single operation is anonymous: the executor finds no operation of any name there.
+        (DocumentOperations::Single(_), Some(_)) => None,
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
         (DocumentOperations::Multiple(_), None) => None,
@@ -133,5 +135,7 @@ mod tests {
         assert_eq!(selected_type(&mut request), None, "two operations and no name");
         let mut request = async_graphql::Request::new("subscription { alarms { id } }");
         assert_eq!(selected_type(&mut request), Some(OperationType::Subscription));
+        let mut request = async_graphql::Request::new("mutation { x }").operation_name("W");
+        assert_eq!(selected_type(&mut request), None, "an anonymous operation has no name to select");
     }
 }

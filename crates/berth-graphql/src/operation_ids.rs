@@ -3,11 +3,13 @@
 //! The protocol closes a connection that subscribes under an id still running with 4409
 //! ("Subscriber for <id> already exists"). async-graphql would instead replace the running
 //! subscription, and its client would wait for alarms that never come, told nothing.
-//! Only client messages (few) are parsed; of the server's, only `complete` is, found by its
-//! prefix, so a delivery costs one failed prefix comparison.
+//! Only client messages (few) are parsed, as the executor parses them; of the server's, only
+//! `complete` is, found by its prefix, so a delivery costs one failed prefix comparison.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
+
+use async_graphql::http::ClientMessage;
 
 /// How async-graphql begins a `complete` message (`#[serde(tag = "type")]` writes the tag first).
 const COMPLETE_PREFIX: &str = r#"{"type":"complete","#;
@@ -19,27 +21,23 @@ pub(crate) struct RunningIds {
 }
 
 #[derive(serde::Deserialize)]
-struct Tagged<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<std::borrow::Cow<'a, str>>,
+struct Completed<'a> {
     #[serde(borrow)]
-    id: Option<std::borrow::Cow<'a, str>>,
+    id: std::borrow::Cow<'a, str>,
 }
 
 impl RunningIds {
     /// Reads a message from the client. `false` when it subscribes under a running id: it
     /// must not reach the executor, and the connection closes with [`RunningIds::reused`].
     pub(crate) fn admit(&self, frame: &[u8]) -> bool {
-        let Ok(Tagged { kind: Some(kind), id: Some(id) }) = serde_json::from_slice::<Tagged>(frame) else {
+        // Read as the executor reads it, so that every spelling it takes for a subscription
+        // counts (`subscribe` or the legacy `start`, an object or serde's array form).
+        let Ok(ClientMessage::Start { id, .. }) = ClientMessage::from_bytes(frame) else {
             return true;
         };
-        // async-graphql takes the legacy `start` for `subscribe` on either protocol.
-        if kind != "subscribe" && kind != "start" {
-            return true;
-        }
-        let fresh = self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone().into_owned());
+        let fresh = self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone());
         if !fresh {
-            let _ = self.reused.set(id.into_owned());
+            let _ = self.reused.set(id);
         }
         fresh
     }
@@ -50,7 +48,7 @@ impl RunningIds {
         if !text.starts_with(COMPLETE_PREFIX) {
             return;
         }
-        if let Ok(Tagged { id: Some(id), .. }) = serde_json::from_str::<Tagged>(text) {
+        if let Ok(Completed { id }) = serde_json::from_str::<Completed>(text) {
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(id.as_ref());
         }
     }
@@ -84,6 +82,8 @@ mod tests {
         let ids = RunningIds::default();
         assert!(ids.admit(&subscribe("1")));
         assert!(!ids.admit(br#"{"type":"start","id":"1","payload":{"query":"subscription { alarms { id } }"}}"#));
+        // serde also takes an internally tagged enum as an array, tag first.
+        assert!(!ids.admit(br#"["subscribe","1",{"query":"subscription { alarms { id } }"}]"#));
 
         let ids = RunningIds::default();
         assert!(ids.admit(&subscribe("1")));

@@ -48,10 +48,17 @@ pub fn name(field: &str, value: &str) -> Result<()> {
     text(field, value, MAX_TEXT)
 }
 
-/// Texts a listing is filtered by. No stored text holds a NUL (every write refuses one), and
-/// PostgreSQL cannot even be asked for one, so such a filter is bad input on every engine.
+/// Whether a looked-up text could equal a stored one. None holds a NUL (every write refuses
+/// one) and PostgreSQL cannot even be asked for one, so a lookup by such a text is answered
+/// without the database: as bad input for a filter ([`filter_texts`]), as "no such thing"
+/// for a name or a username.
+pub fn may_be_stored(value: &str) -> bool {
+    !value.contains('\0')
+}
+
+/// Texts a listing is filtered by: one that cannot be stored is bad input on every engine.
 pub fn filter_texts<'a>(field: &str, values: impl IntoIterator<Item = &'a str>) -> Result<()> {
-    if values.into_iter().any(|v| v.contains('\0')) {
+    if !values.into_iter().all(may_be_stored) {
         return Err(Error::bad_input(field, "contains a NUL character"));
     }
     Ok(())

@@ -91,15 +91,29 @@ async fn cors(request: Request, next: Next) -> axum::response::Response {
     response
 }
 
-/// Whether a browser sent the request for a page of another site without CORS: a form
-/// post, an `<img>`, a link (Fetch Metadata, `Sec-Fetch-Site` / `Sec-Fetch-Mode`). The
-/// shim reads JSON whatever the Content-Type, some GETs change state (`alarm_key`), and
-/// the browser would attach the basic credentials it remembers, so such a request could act
-/// as the customer. Browser clients of this API use CORS (the `X-uwsgi-it-*` headers
-/// require it); scripts send no Fetch Metadata. A page of the same site but another origin
-/// (a customer's site under the provider's domain) is foreign too.
+/// Whether a browser sent the request for a page of another origin with the basic
+/// credentials it remembers. The shim reads JSON whatever the Content-Type and some GETs
+/// change state (`alarm_key`), so a form post, an `<img>`, a link or a credentialed
+/// `fetch` from any site could act as the customer. Browser clients of this API cannot send
+/// `Authorization` across origins (the pre-flight allows only the `X-uwsgi-it-*` headers),
+/// so refusing it there costs them nothing; scripts send neither `Sec-Fetch-Site` nor
+/// `Origin`. Another origin is told by Fetch Metadata (`Sec-Fetch-Site`: cross-site, or
+/// same-site, a customer's site under the provider's domain) or, where a browser sends none
+/// (plain HTTP to a remote host, older browsers), by an `Origin` that is not this host.
 fn sent_for_a_foreign_page(headers: &axum::http::HeaderMap) -> bool {
-    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
-    let foreign = value("sec-fetch-site").is_some_and(|site| site == "cross-site" || site == "same-site");
-    foreign && value("sec-fetch-mode").as_deref() != Some("cors")
+    headers.contains_key(header::AUTHORIZATION) && from_another_origin(headers)
+}
+
+fn from_another_origin(headers: &axum::http::HeaderMap) -> bool {
+    let value = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = value(header::HeaderName::from_static("sec-fetch-site")) {
+        return site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site");
+    }
+    match value(header::ORIGIN) {
+        None => false,
+        Some(origin) => {
+            let authority = origin.split_once("://").map(|(_, rest)| rest);
+            authority.is_none_or(|authority| Some(authority) != value(header::HOST))
+        }
+    }
 }

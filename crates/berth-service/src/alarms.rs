@@ -205,8 +205,10 @@ impl Service {
         validate::optional_text("vassal", raise.vassal.as_deref())?;
         validate::optional_text("filename", raise.filename.as_deref())?;
         validate::optional_text("func", raise.func.as_deref())?;
+        if let Some(unix) = raise.unix {
+            validate::alarm_unix(unix)?;
+        }
         let unix = raise.unix.unwrap_or_else(berth_store::unix_now);
-        validate::alarm_unix(unix)?;
         let mut tx = self.store.write().await?;
         let container = match owner {
             Some(caller) => containers::owned(&mut tx, caller.customer_id, container_id).await?,

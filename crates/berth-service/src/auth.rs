@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine as _;
-use berth_model::Credential;
+use berth_model::{validate, Credential};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -320,10 +320,9 @@ impl Service {
     async fn check_password(&self, username: &str, password: &str, peer: IpAddr, slot: [u8; 32]) -> Result<Caller> {
         let auth = &self.auth;
         auth.admit(username, peer)?;
-        // No username holds a NUL (PostgreSQL cannot even be asked): an unknown account.
-        let creds = match username.contains('\0') {
-            true => None,
-            false => accounts::credentials(&mut *self.store.read().await?, username).await?,
+        let creds = match validate::may_be_stored(username) {
+            true => accounts::credentials(&mut *self.store.read().await?, username).await?,
+            false => None,
         };
         let (hash, account) = match &creds {
             Some(c) => (c.password_hash.clone(), Some(c)),

@@ -104,8 +104,7 @@ impl Service {
     }
 
     pub async fn delete_domain_by_name(&self, caller: &Caller, name: &str) -> Result<Domain> {
-        // No domain is named with a NUL (adding one refuses it); PostgreSQL cannot be asked.
-        if name.contains('\0') {
+        if !validate::may_be_stored(name) {
             return Err(Error::NotFound("domain"));
         }
         let mut tx = self.store.write().await?;

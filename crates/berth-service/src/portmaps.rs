@@ -24,10 +24,9 @@ impl Service {
         caller: &Caller,
         address: &str,
     ) -> Result<Vec<Server>> {
-        // No server's address holds a NUL, and PostgreSQL cannot be asked: none of yours.
-        let at_address = match address.contains('\0') {
-            true => Vec::new(),
-            false => servers::by_address(conn, address).await?,
+        let at_address = match validate::may_be_stored(address) {
+            true => servers::by_address(conn, address).await?,
+            false => Vec::new(),
         };
         let owned: Vec<Server> = at_address.into_iter().filter(|s| s.owner_id == Some(caller.customer_id)).collect();
         if owned.is_empty() {
