@@ -133,11 +133,13 @@ async fn migrate_creates_and_then_keeps_the_schema() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let state = state.to_str().unwrap();
-    for _ in 0..2 {
-        let out = run(&["migrate", "--state-dir", state], &[]).await;
-        assert!(out.status.success(), "berth migrate failed: {}", stderr(&out));
-        assert_eq!(stdout(&out).trim(), "database is up to date");
-    }
+    let out = run(&["migrate", "--state-dir", state], &[]).await;
+    assert!(out.status.success(), "berth migrate failed: {}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.starts_with("applied ") && said.trim().ends_with("; database is up to date"), "{said}");
+    let out = run(&["migrate", "--state-dir", state], &[]).await;
+    assert!(out.status.success(), "berth migrate failed: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "database is up to date", "nothing left to apply");
     let db = dir.path().join("state/berth.db");
     assert!(db.is_file());
     let store = berth_store::Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
@@ -220,9 +222,10 @@ async fn the_default_state_dir_follows_xdg() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_works_on_postgres() {
     let Some(pg) = common::PgDatabase::create().await else { return };
-    for _ in 0..2 {
+    for expected in ["applied ", "database is up to date"] {
         let out = run(&["migrate", "--database", &pg.url], &[]).await;
         assert!(out.status.success(), "berth migrate failed: {}", stderr(&out));
+        assert!(stdout(&out).starts_with(expected), "{}", stdout(&out));
     }
     let store = berth_store::Store::connect(&pg.url).await.unwrap();
     let (n,): (i64,) =

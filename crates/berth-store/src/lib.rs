@@ -145,12 +145,22 @@ impl Store {
         Ok(store)
     }
 
-    pub async fn migrate(&self) -> StoreResult<()> {
+    /// Applies the migrations the database lacks; returns how many it applied.
+    pub async fn migrate(&self) -> StoreResult<usize> {
         let migrator = match self.engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
             Engine::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
+        let before = self.applied_migrations().await;
+        migrator.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(self.applied_migrations().await.saturating_sub(before))
+    }
+
+    /// Migrations recorded as applied; 0 before the first created sqlx's table.
+    async fn applied_migrations(&self) -> usize {
+        let counted: Result<(i64,), _> =
+            sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM _sqlx_migrations").fetch_one(&self.pool).await;
+        counted.map_or(0, |(n,)| usize::try_from(n).unwrap_or(0))
     }
 
     pub fn engine(&self) -> Engine {

@@ -170,9 +170,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schema => write_stdout(&berth_graphql::sdl()),
         Command::Migrate(db) => {
-            db.open_store().await?.close().await;
-            write_stdout("database is up to date\n")?;
-            Ok(())
+            let store = berth_store::Store::connect(&db.database_url()?).await.context("cannot open the database")?;
+            let applied = store.migrate().await.context("cannot migrate the database");
+            store.close().await;
+            write_stdout(&match applied? {
+                0 => "database is up to date\n".to_owned(),
+                1 => "applied 1 migration; database is up to date\n".to_owned(),
+                n => format!("applied {n} migrations; database is up to date\n"),
+            })
         }
         Command::Admin(args) => crate::admin::run(args).await,
         Command::Distro(DistroCommand::Build { kind: _, into, busybox }) => {
