@@ -64,6 +64,12 @@ pub fn filter_texts<'a>(field: &str, values: impl IntoIterator<Item = &'a str>) 
     Ok(())
 }
 
+/// Tag names a change gives (each looked up among the customer's tags, unknown ones
+/// dropped): short texts, so a NUL is refused on every engine.
+pub fn tag_names(names: &[String]) -> Result<()> {
+    names.iter().try_for_each(|name| text("tags", name, MAX_TEXT))
+}
+
 pub fn optional_text(field: &str, value: Option<&str>) -> Result<()> {
     value.map_or(Ok(()), |v| text(field, v, MAX_TEXT))
 }

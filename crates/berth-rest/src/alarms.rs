@@ -1,7 +1,6 @@
 //! `alarms`, `alarms/<id>`, `alarms/raise/<uid>` (alias `alarms/trigger/<uid>`),
 //! `alarm_key/<uid>` (spec §4.18–§4.19b).
 
-use crate::values::path_number;
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
@@ -16,6 +15,7 @@ use serde_json::json;
 use crate::auth::{self, Customer};
 use crate::body::RawBody;
 use crate::errors::{reply, Answers, FORBIDDEN_STYLE};
+use crate::values::path_number;
 use crate::wire::{self, Reply};
 use crate::{route, AppState};
 

@@ -1,7 +1,6 @@
 //! `metrics/container.<kind>/<uid>` and `metrics/domain.<kind>/<id>` (spec §4.20, §4.21):
 //! one stored day of samples, served verbatim.
 
-use crate::values::path_number;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +14,7 @@ use berth_service::Error;
 
 use crate::auth::Customer;
 use crate::errors::{reply, Answers};
+use crate::values::path_number;
 use crate::wire::{self, Reply};
 use crate::{route, AppState};
 

@@ -162,9 +162,7 @@ fn validate_change(change: &ContainerChange) -> Result<()> {
         validate::megabytes("storage", s)?;
     }
     if let Some(tags) = &change.tags {
-        for tag in tags {
-            validate::text("tags", tag, validate::MAX_TEXT)?;
-        }
+        validate::tag_names(tags)?;
     }
     Ok(())
 }

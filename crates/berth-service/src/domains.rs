@@ -76,8 +76,8 @@ impl Service {
         if let Some(note) = &change.note {
             validate::note(note.as_deref())?;
         }
-        for name in change.tags.iter().flatten() {
-            validate::text("tags", name, validate::MAX_TEXT)?;
+        if let Some(names) = &change.tags {
+            validate::tag_names(names)?;
         }
         let mut tx = self.store.write().await?;
         domains::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("domain"))?;

@@ -75,9 +75,7 @@ impl Service {
 
     /// Replaces a loopbox's tags (unknown names dropped); every other field is immutable.
     pub async fn set_loopbox_tags(&self, caller: &Caller, id: i64, names: &[String]) -> Result<Loopbox> {
-        for name in names {
-            validate::text("tags", name, validate::MAX_TEXT)?;
-        }
+        validate::tag_names(names)?;
         let mut tx = self.store.write().await?;
         let b = loopboxes::owned(&mut tx, caller.customer_id, id).await?.ok_or(Error::NotFound("loopbox"))?;
         let ids = tags::ids_by_names(&mut tx, caller.customer_id, names).await?;
