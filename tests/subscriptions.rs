@@ -591,6 +591,89 @@ async fn a_stuck_subscriber_does_not_hold_back_others() {
     stuck.close().await;
 }
 
+/// The server's resident memory, in KiB.
+fn rss_kib(berth: &Berth) -> u64 {
+    let pid = berth.pid().expect("the server runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS in KiB")
+}
+
+/// Distinct subscriptions on the stuck connection of the next test, and the burst it misses.
+const STUCK_SUBSCRIPTIONS: usize = 40;
+const STUCK_BURST: usize = 300;
+
+// 6b. A connection that stops reading pins a bounded number of the gateway's *bytes*, not
+// only of messages: its subscriptions share one budget (1 MiB), past which each is cut off
+// with SUBSCRIBER_LAGGED and what it held is freed. Counted in messages alone (1024 per
+// subscription), these 40 subscriptions would pin 40 × 300 alarms × 32 KiB ≈ 375 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_connection_pins_a_bounded_number_of_bytes() {
+    let berth = Berth::start().await;
+    let (f, uid) = customer_with_container(&berth, "hoarder").await;
+    let mut stuck = Ws::connect_with(berth.addr, Protocol::TransportWs, Some(4096)).await;
+    stuck.init_ok(json!({ "Authorization": authorization(&f.auth()) })).await;
+    // Distinct documents, so that each runs on its own (identical ones share one execution).
+    let mut subs = Vec::new();
+    for i in 0..STUCK_SUBSCRIPTIONS {
+        subs.push(stuck.subscribe(&format!("subscription {{ alarms{i}: alarms {{ id message }} }}"), json!({})).await);
+    }
+    // Live: probes until every subscription has the last one.
+    let deadline = Instant::now() + WAIT;
+    let mut probe = raise(&berth, f.auth(), uid, "probe", 1).await;
+    let mut seen = std::collections::HashMap::<String, i64>::new();
+    while subs.iter().any(|s| seen.get(s) != Some(&probe)) {
+        match stuck.frame_within(Duration::from_millis(250)).await {
+            None => {
+                assert!(Instant::now() < deadline, "the subscriptions never all went live");
+                probe = raise(&berth, f.auth(), uid, "probe", 1).await;
+            }
+            Some(Frame::Json(m)) if m["type"] == "next" => {
+                let id = m["id"].as_str().expect("operation id").to_owned();
+                let data = m["payload"]["data"].as_object().expect("data").values().next().cloned();
+                seen.insert(id, data.and_then(|a| a["id"].as_i64()).expect("alarm id"));
+            }
+            Some(other) => panic!("while waiting for the subscriptions to go live: {other:?}"),
+        }
+    }
+
+    let before = rss_kib(&berth);
+    let message = "m".repeat(32 * 1024);
+    raise_many(&berth, &f.auth(), uid, &message, STUCK_BURST, 20).await;
+    let after = rss_kib(&berth);
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!("server VmRSS {before} KiB before the burst, {after} KiB after: +{grown_mib} MiB");
+    assert!(grown_mib < 96, "a stuck connection pins {grown_mib} MiB of the gateway");
+
+    // Every subscription was cut off: read on, each ends with SUBSCRIBER_LAGGED, then
+    // `complete`; nothing of the other alarms' data is lost in between (ids in order).
+    let mut ended = std::collections::HashSet::new();
+    let mut lagged = std::collections::HashSet::new();
+    let mut last = std::collections::HashMap::<String, i64>::new();
+    while ended.len() < subs.len() {
+        let Frame::Json(m) = stuck.frame().await else { panic!("the connection ended") };
+        let id = m["id"].as_str().expect("operation id").to_owned();
+        match m["type"].as_str() {
+            Some("next") => {
+                if let Some(errors) = m["payload"].get("errors") {
+                    assert_eq!(errors[0]["extensions"]["code"], "SUBSCRIBER_LAGGED", "{m}");
+                    lagged.insert(id);
+                } else {
+                    let data = m["payload"]["data"].as_object().expect("data").values().next().cloned();
+                    let alarm = data.and_then(|a| a["id"].as_i64()).expect("alarm id");
+                    assert!(last.insert(id.clone(), alarm).is_none_or(|before| before < alarm), "in order: {m}");
+                }
+            }
+            Some("complete") => {
+                assert!(lagged.contains(&id), "{id} completed without the lag error");
+                ended.insert(id);
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    stuck.close().await;
+}
+
 // 7. Close and reconnect with the same credentials: subscribe and receive again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_with_the_same_credentials() {

@@ -15,6 +15,7 @@ mod domains;
 mod error;
 mod graphiql;
 mod http;
+mod lag_queue;
 mod loaders;
 mod loopboxes;
 mod metrics;

@@ -6,7 +6,8 @@
 //! subscription and broadcasts each response; every subscriber gets its own bounded receiver
 //! and only frames and writes the message. Tenancy is kept by the key (one customer's
 //! subscriptions never share with another's), and so is the slow-subscriber rule: a
-//! receiver that falls behind gets `SUBSCRIBER_LAGGED` and ends, the others go on.
+//! receiver that falls behind (by count, or by its connection's bytes: `crate::lag_queue`)
+//! gets `SUBSCRIBER_LAGGED` and ends, the others go on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
@@ -14,7 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Response, ServerError};
 use futures::stream::{self, BoxStream, StreamExt as _};
-use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::lag_queue::{LagBudget, LagQueue, Reader, Received};
 
 /// Messages a slow subscriber may fall behind before it is told and closed (as the event
 /// bus's own per-subscriber queue).
@@ -38,7 +40,7 @@ enum Item {
 /// the producer).
 struct Shared {
     key: Key,
-    tx: broadcast::Sender<Item>,
+    queue: Arc<LagQueue<Item>>,
     /// The response that ended the stream with an error, for a subscriber that joined just
     /// before the end and would otherwise see the end without the reason.
     final_error: OnceLock<Arc<Response>>,
@@ -75,10 +77,12 @@ pub(crate) fn is_subscription(request: &mut async_graphql::Request) -> bool {
 impl SharedStreams {
     /// The caller's stream of responses for `request`: joins a running identical execution,
     /// or starts one with `execute` (called at most once; it must only build the stream).
+    /// What the caller has not read yet is held against `budget` (its connection's).
     pub(crate) fn subscribe(
         &self,
         customer_id: i64,
         request: async_graphql::Request,
+        budget: &Arc<LagBudget>,
         execute: impl FnOnce(async_graphql::Request) -> BoxStream<'static, Response>,
     ) -> BoxStream<'static, Response> {
         let key = Key {
@@ -91,14 +95,15 @@ impl SharedStreams {
             let mut map = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             match map.get(&key).and_then(Weak::upgrade) {
                 Some(shared) => {
-                    let rx = shared.tx.subscribe();
+                    let rx = shared.queue.reader(budget.clone());
                     (shared, rx)
                 }
                 None => {
-                    let (tx, rx) = broadcast::channel(QUEUE);
+                    let queue = LagQueue::new(QUEUE);
+                    let rx = queue.reader(budget.clone());
                     let shared = Arc::new(Shared {
                         key: key.clone(),
-                        tx,
+                        queue,
                         final_error: OnceLock::new(),
                         producer: OnceLock::new(),
                         registry: Arc::downgrade(&self.running),
@@ -127,24 +132,42 @@ impl SharedStreams {
 async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Shared>, registry: SharedStreams) {
     while let Some(response) = responses.next().await {
         let Some(s) = shared.upgrade() else { return };
+        let bytes = written_size(&response);
         let response = Arc::new(response);
         if response.is_err() {
             let _ = s.final_error.set(response.clone());
         }
-        let _ = s.tx.send(Item::Response(response));
+        s.queue.push(Item::Response(response), bytes);
     }
     if let Some(s) = shared.upgrade() {
         registry.retire(&s);
-        let _ = s.tx.send(Item::End);
+        s.queue.push(Item::End, 0);
     }
+}
+
+/// The bytes of `response` as JSON, what a subscriber's connection will write of it.
+fn written_size(response: &Response) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, response);
+    count.0
 }
 
 /// One subscriber's view: its own receiver, cut off with `SUBSCRIBER_LAGGED` when it falls
 /// behind.
-fn receive(shared: Arc<Shared>, rx: broadcast::Receiver<Item>) -> BoxStream<'static, Response> {
+fn receive(shared: Arc<Shared>, rx: Reader<Item>) -> BoxStream<'static, Response> {
     struct State {
         shared: Arc<Shared>,
-        rx: broadcast::Receiver<Item>,
+        rx: Reader<Item>,
         last: Option<Arc<Response>>,
         done: bool,
     }
@@ -154,11 +177,11 @@ fn receive(shared: Arc<Shared>, rx: broadcast::Receiver<Item>) -> BoxStream<'sta
             return None;
         }
         match st.rx.recv().await {
-            Ok(Item::Response(r)) => {
+            Received::Item(Item::Response(r)) => {
                 st.last = Some(r.clone());
                 Some((copy(&r), st))
             }
-            Ok(Item::End) | Err(RecvError::Closed) => {
+            Received::Item(Item::End) => {
                 let unseen = st
                     .shared
                     .final_error
@@ -168,7 +191,7 @@ fn receive(shared: Arc<Shared>, rx: broadcast::Receiver<Item>) -> BoxStream<'sta
                 st.done = true;
                 unseen.map(|e| (copy(&e), st))
             }
-            Err(RecvError::Lagged(n)) => {
+            Received::Missed(n) => {
                 st.done = true;
                 Some((lagged(n), st))
             }

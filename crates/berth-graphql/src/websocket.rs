@@ -29,6 +29,14 @@ pub const WS_READ_BUFFER: usize = 1024;
 /// opens another connection.
 pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 100;
 
+/// Bytes of subscription messages one WebSocket may have waiting unread, over all its
+/// subscriptions. A connection that stops reading would otherwise pin up to 1024 messages
+/// of up to 64 KiB for each of its 100 subscriptions; past this, the subscription a message
+/// was for is cut off (`SUBSCRIBER_LAGGED`) and what it held released. About what the
+/// kernel itself may buffer for a stalled TCP socket, so a client that reads at all is
+/// never cut off by it.
+pub const MAX_UNREAD_BYTES_PER_SOCKET: usize = 1024 * 1024;
+
 /// How long a WebSocket may stay open without a successful `connection_init`.
 pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -83,6 +91,7 @@ async fn serve_websocket(
         shared: state.shared.clone(),
         caller: Default::default(),
         subscriptions: Default::default(),
+        unread: crate::lag_queue::LagBudget::new(MAX_UNREAD_BYTES_PER_SOCKET),
     };
     let authenticated = executor.caller.clone();
     let acknowledged = executor.caller.clone();
@@ -289,6 +298,8 @@ struct WsExecutor {
     caller: std::sync::Arc<std::sync::OnceLock<Caller>>,
     /// Subscriptions of this connection whose streams are alive.
     subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// What this connection's subscriptions have not read yet.
+    unread: std::sync::Arc<crate::lag_queue::LagBudget>,
 }
 
 /// One of a connection's [`MAX_SUBSCRIPTIONS_PER_SOCKET`] places, held by a subscription's
@@ -369,7 +380,7 @@ impl async_graphql::Executor for WsExecutor {
                     return futures::stream::once(async { too_many_subscriptions() }).boxed();
                 };
                 // Identical subscriptions of one customer share one execution.
-                (self.shared.subscribe(c.customer_id, request, run), Some(place))
+                (self.shared.subscribe(c.customer_id, request, &self.unread, run), Some(place))
             }
             _ => (run(request), None),
         };
