@@ -671,6 +671,9 @@ async fn a_stuck_connection_pins_a_bounded_number_of_bytes() {
             _ => panic!("unexpected {m}"),
         }
     }
+    let metrics = berth.http().get(berth.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let cut_off = metrics.lines().find(|l| l.starts_with("berth_graphql_subscribers_cut_off_total "));
+    assert_eq!(cut_off, Some(format!("berth_graphql_subscribers_cut_off_total {STUCK_SUBSCRIPTIONS}").as_str()));
     stuck.close().await;
 }
 

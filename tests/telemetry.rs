@@ -41,6 +41,7 @@ async fn metrics_count_requests_operations_and_statements() {
     let statements = sample(&text, "berth_sql_statements_total").expect("statement counter");
     assert!(statements > 0.0);
     assert!(text.contains("berth_graphql_open_subscriptions"), "{text}");
+    assert_eq!(sample(&text, "berth_graphql_subscribers_cut_off_total"), Some(0.0), "{text}");
     assert!(text.contains(r#"berth_alarm_deliveries_total{channel="slack",outcome="delivered"} 0"#), "{text}");
     // Unmatched paths share one label instead of creating one series per path.
     berth.http().get(berth.url("/no/such/path/12345")).send().await.unwrap();

@@ -60,8 +60,8 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics, options: Graphql
     let state = GraphqlState(std::sync::Arc::new(GraphqlParts {
         schema: crate::schema(service.clone()),
         service,
+        shared: crate::shared_streams::SharedStreams::new(metrics.subscribers_cut_off()),
         metrics,
-        shared: Default::default(),
         sessions: Default::default(),
         sockets: crate::customer_sockets::CustomerSockets::new(options.max_websockets_per_customer),
     }));

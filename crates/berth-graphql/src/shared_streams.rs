@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Response, ServerError};
 use futures::stream::{self, BoxStream, StreamExt as _};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::lag_queue::{LagBudget, LagQueue, Reader, Received};
 
@@ -63,9 +64,11 @@ impl Drop for Shared {
 }
 
 /// The registry of running shared executions, one per gateway.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub(crate) struct SharedStreams {
     running: Arc<Mutex<HashMap<Key, Weak<Shared>>>>,
+    /// Counts the subscribers cut off for falling behind.
+    cut_off: Counter,
 }
 
 /// Whether `request` selects a subscription operation (queries and mutations sent over the
@@ -75,6 +78,10 @@ pub(crate) fn is_subscription(request: &mut async_graphql::Request) -> bool {
 }
 
 impl SharedStreams {
+    pub(crate) fn new(cut_off: Counter) -> SharedStreams {
+        SharedStreams { running: Arc::default(), cut_off }
+    }
+
     /// The caller's stream of responses for `request`: joins a running identical execution,
     /// or starts one with `execute` (called at most once; it must only build the stream).
     /// What the caller has not read yet is held against `budget` (its connection's).
@@ -115,7 +122,7 @@ impl SharedStreams {
                 }
             }
         };
-        receive(shared, rx)
+        receive(shared, rx, self.cut_off.clone())
     }
 
     /// Forgets `shared` so that later subscribers start a new execution.
@@ -164,14 +171,15 @@ fn written_size(response: &Response) -> usize {
 
 /// One subscriber's view: its own receiver, cut off with `SUBSCRIBER_LAGGED` when it falls
 /// behind.
-fn receive(shared: Arc<Shared>, rx: Reader<Item>) -> BoxStream<'static, Response> {
+fn receive(shared: Arc<Shared>, rx: Reader<Item>, cut_off: Counter) -> BoxStream<'static, Response> {
     struct State {
         shared: Arc<Shared>,
         rx: Reader<Item>,
         last: Option<Arc<Response>>,
         done: bool,
+        cut_off: Counter,
     }
-    let state = State { shared, rx, last: None, done: false };
+    let state = State { shared, rx, last: None, done: false, cut_off };
     stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
@@ -193,6 +201,7 @@ fn receive(shared: Arc<Shared>, rx: Reader<Item>) -> BoxStream<'static, Response
             }
             Received::Missed(n) => {
                 st.done = true;
+                st.cut_off.inc();
                 Some((lagged(n), st))
             }
         }

@@ -27,6 +27,7 @@ pub struct GraphqlMetrics {
     duration: Family<OperationLabels, Histogram>,
     errors: Family<OperationLabels, Counter>,
     open_subscriptions: Gauge,
+    subscribers_cut_off: Counter,
     names: Arc<OperationNames>,
 }
 
@@ -65,6 +66,7 @@ impl GraphqlMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))),
             errors: Family::default(),
             open_subscriptions: Gauge::default(),
+            subscribers_cut_off: Counter::default(),
             names: Arc::default(),
         };
         registry.register(
@@ -82,6 +84,11 @@ impl GraphqlMetrics {
             "GraphQL subscriptions open now",
             metrics.open_subscriptions.clone(),
         );
+        registry.register(
+            "berth_graphql_subscribers_cut_off",
+            "GraphQL subscriptions ended because their subscriber fell behind (SUBSCRIBER_LAGGED)",
+            metrics.subscribers_cut_off.clone(),
+        );
         metrics
     }
 }
@@ -92,6 +99,11 @@ impl GraphqlMetrics {
     pub(crate) fn open_subscription(&self) -> OpenSubscription {
         self.open_subscriptions.inc();
         OpenSubscription(self.open_subscriptions.clone())
+    }
+
+    /// The count of subscribers cut off for falling behind, for whoever cuts them off.
+    pub(crate) fn subscribers_cut_off(&self) -> Counter {
+        self.subscribers_cut_off.clone()
     }
 }
 
