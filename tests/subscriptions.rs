@@ -446,6 +446,46 @@ async fn bad_connection_init_is_refused() {
     assert_eq!(ws.frame().await, Frame::Close(Some((1000, String::new()))));
 }
 
+// 5c. What a client sends is bounded: a message longer than a `/graphql` body may be (1 MiB)
+// closes the connection with 1009 Message Too Big; a subscription whose document and
+// variables pass 16 KiB (it would hold them as long as it runs) is refused BAD_USER_INPUT
+// and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_and_subscriptions_are_refused() {
+    let berth = Berth::start().await;
+    let (g, uid) = customer_with_container(&berth, "gert").await;
+    let padded = |query: &str, bytes: usize| format!("{query}{}", " ".repeat(bytes));
+    for protocol in Protocol::ALL {
+        let what = protocol.name();
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&g.auth())).await;
+        let long = ws.subscribe(&padded(ALARMS, 20 * 1024), json!({})).await;
+        let errors = ws.expect_error(&long).await;
+        assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{what}: {errors}");
+        let heavy = ws.subscribe(ALARMS, json!({ "unused": "x".repeat(20 * 1024) })).await;
+        let errors = ws.expect_error(&heavy).await;
+        assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{what}: {errors}");
+        // A long query (not a subscription) still runs, and so does a short subscription.
+        let query = ws.subscribe(&padded("{ me { company } }", 100 * 1024), json!({})).await;
+        assert!(ws.next_data(&query).await["me"].is_object(), "{what}");
+        assert_eq!(ws.message_for(&query).await["type"], "complete", "{what}");
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        sync(&mut ws, &sub, &berth, &g.auth(), uid, 1).await;
+
+        ws.subscribe(&padded(ALARMS, 2 * 1024 * 1024), json!({})).await;
+        loop {
+            match ws.frame().await {
+                // A probe of the sync above, still on its way.
+                Frame::Json(m) if m["id"] == sub => continue,
+                Frame::Close(Some((code, reason))) => {
+                    assert_eq!(code, 1009, "{what}: {reason}");
+                    break;
+                }
+                other => panic!("{what}: expected close 1009, got {other:?}"),
+            }
+        }
+    }
+}
+
 // 5b. graphql-transport-ws: subscribing under an id still running closes the connection with
 // 4409 instead of silently replacing the subscription; an id whose operation completed
 // may be used again.

@@ -139,7 +139,7 @@ impl SharedStreams {
 async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Shared>, registry: SharedStreams) {
     while let Some(response) = responses.next().await {
         let Some(s) = shared.upgrade() else { return };
-        let bytes = written_size(&response);
+        let bytes = json_len(&response);
         let response = Arc::new(response);
         if response.is_err() {
             let _ = s.final_error.set(response.clone());
@@ -152,8 +152,9 @@ async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Share
     }
 }
 
-/// The bytes of `response` as JSON, what a subscriber's connection will write of it.
-fn written_size(response: &Response) -> usize {
+/// The length of `value` as JSON (what a connection writes of a response), without
+/// building the text.
+pub(crate) fn json_len(value: &impl serde::Serialize) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -165,7 +166,7 @@ fn written_size(response: &Response) -> usize {
         }
     }
     let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, response);
+    let _ = serde_json::to_writer(&mut count, value);
     count.0
 }
 

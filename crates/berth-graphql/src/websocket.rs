@@ -37,6 +37,16 @@ pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 100;
 /// never cut off by it.
 pub const MAX_UNREAD_BYTES_PER_SOCKET: usize = 1024 * 1024;
 
+/// Longest message a client may send: as long as a `/graphql` POST body may be. A longer
+/// one closes the connection with 1009 Message Too Big before it is read (tungstenite
+/// would take 64 MiB, and a subscription keeps its document as long as it runs).
+pub const MAX_MESSAGE: usize = crate::http::MAX_BODY;
+
+/// Longest subscription document, its variables (as JSON) included. A subscription holds
+/// them for as long as it runs, and a connection runs 100; real ones are a few hundred
+/// bytes. Queries and mutations over the socket answer once and may be [`MAX_MESSAGE`].
+pub const MAX_SUBSCRIPTION_DOCUMENT: usize = 16 * 1024;
+
 /// How long a WebSocket may stay open without a successful `connection_init`.
 pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -64,6 +74,11 @@ pub(crate) async fn websocket(
         // Subscribers mostly listen: a small read buffer (default 128 KiB per socket) keeps
         // idle subscriptions cheap; larger client messages still arrive, in more reads.
         .read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(MAX_MESSAGE)
+        // A frame a little too long is read whole and refused with 1009; one refused at its
+        // header would leave its bytes unread, and closing on unread bytes sends a reset
+        // that can overtake the close frame.
+        .max_frame_size(4 * MAX_MESSAGE)
         .on_upgrade(move |socket| serve_websocket(socket, state, peer, transport_ws))
 }
 
@@ -108,11 +123,19 @@ async fn serve_websocket(
     let running = Arc::new(crate::operation_ids::RunningIds::default());
     let admitting = running.clone();
 
+    let too_long = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let too_long_seen = too_long.clone();
+
     let (mut sink, stream) = socket.split();
     // Text and binary frames are protocol messages; a read error ends the connection, and so
     // does a subscription under a running id (graphql-transport-ws), before it replaces one.
     let input = stream
-        .take_while(|frame| std::future::ready(frame.is_ok()))
+        .take_while(move |frame| {
+            if frame.as_ref().is_err_and(is_too_long) {
+                too_long_seen.store(true, std::sync::atomic::Ordering::Release);
+            }
+            std::future::ready(frame.is_ok())
+        })
         .filter_map(|frame| {
             std::future::ready(match frame {
                 Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
@@ -168,6 +191,9 @@ async fn serve_websocket(
                 None => match running.reused() {
                     // The input ended at a subscription under a running id.
                     Some((code, reason)) => WsMessage::Close(code, reason),
+                    None if too_long.load(std::sync::atomic::Ordering::Acquire) => {
+                        WsMessage::Close(1009, format!("Message Too Big: at most {MAX_MESSAGE} bytes"))
+                    }
                     // async-graphql just ends the connection (after a legacy
                     // `connection_error`, or `connection_terminate`); the legacy protocol's
                     // reference server closed it, with 1011 after an error, so clients see
@@ -204,6 +230,13 @@ async fn serve_websocket(
             break;
         }
     }
+}
+
+/// Whether a read failed on a message or frame longer than [`MAX_MESSAGE`] (the connection
+/// itself is fine: it can still carry the close frame saying so).
+fn is_too_long(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    matches!(error.source().and_then(|e| e.downcast_ref()), Some(tungstenite::Error::Capacity(_)))
 }
 
 /// Closes a session whose credential was revoked (4403, as a refused `connection_init`), or
@@ -370,6 +403,15 @@ impl async_graphql::Executor for WsExecutor {
             }
         };
         let mut request = prepare_request(request, &self.service, caller);
+        let document = request.query.len() + crate::shared_streams::json_len(&request.variables);
+        if document > MAX_SUBSCRIPTION_DOCUMENT && crate::shared_streams::is_subscription(&mut request) {
+            let message = format!(
+                "a subscription's document and variables may be at most {MAX_SUBSCRIPTION_DOCUMENT} bytes; \
+                 this one is {document}"
+            );
+            let refused = refused_operation(message, crate::ErrorCode::BadUserInput.as_str());
+            return futures::stream::once(async { refused }).boxed();
+        }
         if let Some(problem) = crate::operation::subscription_root_problem(&mut request) {
             let refused = refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
             return futures::stream::once(async { refused }).boxed();
