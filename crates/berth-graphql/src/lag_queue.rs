@@ -30,11 +30,13 @@ impl LagBudget {
     }
 
     /// Takes `bytes` if they fit. A group holding nothing always takes one message, so a
-    /// message larger than the whole budget still reaches a reader that keeps up.
+    /// message larger than the whole budget still reaches a reader that keeps up; nothing
+    /// (0 bytes) always fits, even in a group already past its limit by such a message.
     fn try_hold(&self, bytes: usize) -> bool {
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held == 0 || held.saturating_add(bytes) <= self.limit).then(|| held.saturating_add(bytes))
+                (held == 0 || bytes == 0 || held.saturating_add(bytes) <= self.limit)
+                    .then(|| held.saturating_add(bytes))
             })
             .is_ok()
     }
@@ -94,17 +96,9 @@ impl<T> State<T> {
         self.head + self.entries.len() as u64
     }
 
-    /// Releases what reader `key` has not read: it is cut off or gone.
+    /// Releases what reader `key` has not read: it is gone.
     fn release_unread(&mut self, key: usize) {
-        let position = &mut self.readers[key];
-        if position.missed.is_some() {
-            return;
-        }
-        position.budget.release(std::mem::take(&mut position.held));
-        let from = (position.next - self.head) as usize;
-        for entry in self.entries.range_mut(from..) {
-            entry.unread_by -= 1;
-        }
+        release_unread(&mut self.readers[key], self.head, &mut self.entries);
     }
 
     fn free_read_entries(&mut self) {
@@ -113,6 +107,24 @@ impl<T> State<T> {
             self.head += 1;
         }
     }
+}
+
+/// Releases what `position` has not read: it is cut off or gone.
+fn release_unread<T>(position: &mut Position, head: u64, entries: &mut VecDeque<Entry<T>>) {
+    if position.missed.is_some() {
+        return;
+    }
+    position.budget.release(std::mem::take(&mut position.held));
+    let from = (position.next - head) as usize;
+    for entry in entries.range_mut(from..) {
+        entry.unread_by -= 1;
+    }
+}
+
+/// Cuts `position` off at the push of message `tail`: it missed its unread ones and that.
+fn cut_off<T>(position: &mut Position, head: u64, entries: &mut VecDeque<Entry<T>>, tail: u64) {
+    release_unread(position, head, entries);
+    position.missed = Some(tail - position.next + 1);
 }
 
 impl<T: Clone> LagQueue<T> {
@@ -142,24 +154,27 @@ impl<T: Clone> LagQueue<T> {
     pub(crate) fn push(&self, item: T, bytes: usize) {
         let mut state = self.state();
         let tail = state.tail();
+        let State { head, entries, readers } = &mut *state;
+        // Those too far behind are cut first, each one's bytes released at once, so that
+        // what this push frees counts for the budgets of the readers it is queued for.
+        for (_, position) in readers.iter_mut() {
+            match &mut position.missed {
+                Some(missed) => *missed += 1,
+                None if tail - position.next >= self.max_lag as u64 => cut_off(position, *head, entries, tail),
+                None => {}
+            }
+        }
         let mut unread_by = 0;
-        let mut cut = Vec::new();
-        for (key, position) in state.readers.iter_mut() {
-            if let Some(missed) = &mut position.missed {
-                *missed += 1;
+        for (_, position) in readers.iter_mut() {
+            if position.missed.is_some() {
                 continue;
             }
-            let behind = (tail - position.next) as usize;
-            if behind < self.max_lag && position.budget.try_hold(bytes) {
+            if position.budget.try_hold(bytes) {
                 position.held += bytes;
                 unread_by += 1;
             } else {
-                cut.push((key, behind as u64 + 1));
+                cut_off(position, *head, entries, tail);
             }
-        }
-        for (key, missed) in cut {
-            state.release_unread(key);
-            state.readers[key].missed = Some(missed);
         }
         state.free_read_entries();
         if unread_by == 0 {
@@ -308,6 +323,34 @@ mod tests {
         queue.push("big", 50);
         queue.push("another", 5);
         assert_eq!(reader.recv().await, Received::Missed(2), "a second one while it holds the first does not fit");
+    }
+
+    #[tokio::test]
+    async fn an_end_reaches_a_reader_whose_budget_is_past_its_limit() {
+        let budget = LagBudget::new(100);
+        let (big, ending) = (LagQueue::new(8), LagQueue::new(8));
+        let mut big_reader = big.reader(budget.clone());
+        let mut ending_reader = ending.reader(budget.clone());
+        big.push("big", 150);
+        ending.push("end", 0);
+        assert_eq!(ending_reader.recv().await, Received::Item("end"), "nothing always fits");
+        assert_eq!(big_reader.recv().await, Received::Item("big"));
+    }
+
+    #[tokio::test]
+    async fn what_a_push_cuts_off_frees_room_for_that_push() {
+        let budget = LagBudget::new(100);
+        let queue = LagQueue::new(2);
+        let _stuck = queue.reader(budget.clone());
+        let mut live = queue.reader(budget.clone());
+        queue.push(1, 10);
+        assert_eq!(live.recv().await, Received::Item(1));
+        queue.push(2, 10);
+        assert_eq!(live.recv().await, Received::Item(2));
+        // `stuck` is cut for its count and its 20 bytes freed: 85 fits for `live`.
+        queue.push(3, 85);
+        assert_eq!(live.recv().await, Received::Item(3));
+        assert_eq!(budget.held(), 0);
     }
 
     #[tokio::test]

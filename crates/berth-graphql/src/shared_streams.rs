@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Response, ServerError};
 use futures::stream::{self, BoxStream, StreamExt as _};
+use futures::FutureExt as _;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::lag_queue::{LagBudget, LagQueue, Reader, Received};
@@ -43,7 +44,8 @@ struct Shared {
     key: Key,
     queue: Arc<LagQueue<Item>>,
     /// The response that ended the stream with an error, for a subscriber that joined just
-    /// before the end and would otherwise see the end without the reason.
+    /// before the end and would otherwise see the end without the reason (set before the
+    /// end is pushed).
     final_error: OnceLock<Arc<Response>>,
     producer: OnceLock<tokio::task::AbortHandle>,
     registry: Weak<Mutex<HashMap<Key, Weak<Shared>>>>,
@@ -98,12 +100,12 @@ impl SharedStreams {
             operation: request.operation_name.clone(),
             variables: serde_json::to_string(&request.variables).unwrap_or_default(),
         };
-        let (shared, rx) = {
+        let (shared, rx, start) = {
             let mut map = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             match map.get(&key).and_then(Weak::upgrade) {
                 Some(shared) => {
                     let rx = shared.queue.reader(budget.clone());
-                    (shared, rx)
+                    (shared, rx, false)
                 }
                 None => {
                     let queue = LagQueue::new(QUEUE);
@@ -116,12 +118,15 @@ impl SharedStreams {
                         registry: Arc::downgrade(&self.running),
                     });
                     map.insert(key, Arc::downgrade(&shared));
-                    let producer = tokio::spawn(produce(execute(request), Arc::downgrade(&shared), self.clone()));
-                    let _ = shared.producer.set(producer.abort_handle());
-                    (shared, rx)
+                    (shared, rx, true)
                 }
             }
         };
+        // Outside the registry's lock: `Shared::drop` takes it.
+        if start {
+            let producer = tokio::spawn(produce(execute(request), Arc::downgrade(&shared), self.clone()));
+            let _ = shared.producer.set(producer.abort_handle());
+        }
         receive(shared, rx, self.cut_off.clone())
     }
 
@@ -135,19 +140,37 @@ impl SharedStreams {
 }
 
 /// Runs the execution and broadcasts each response; ends when the execution ends or when
-/// every subscriber is gone (then it is aborted by the last `Shared` drop).
+/// every subscriber is gone (then it is aborted by the last `Shared` drop). An execution
+/// that panics (a bug) ends its subscribers with an `INTERNAL` error, not in silence, and
+/// is retired like one that ended, so later subscribers start anew.
 async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Shared>, registry: SharedStreams) {
-    while let Some(response) = responses.next().await {
+    let mut last = None;
+    loop {
+        let next = std::panic::AssertUnwindSafe(responses.next()).catch_unwind().await;
         let Some(s) = shared.upgrade() else { return };
-        let bytes = json_len(&response);
+        let (response, ended) = match next {
+            Ok(Some(response)) => (response, false),
+            Ok(None) => break,
+            // Logged by `gql_error`, as every internal error.
+            Err(_) => {
+                let error = crate::gql_error(berth_service::Error::Internal("subscription execution panicked".into()));
+                let mut response = Response::from_errors(vec![error.into_server_error(Default::default())]);
+                crate::error::ensure_codes(&mut response);
+                (response, true)
+            }
+        };
         let response = Arc::new(response);
-        if response.is_err() {
-            let _ = s.final_error.set(response.clone());
+        last = Some(response.clone());
+        s.queue.push(Item::Response(response.clone()), json_len(&*response));
+        if ended {
+            break;
         }
-        s.queue.push(Item::Response(response), bytes);
     }
     if let Some(s) = shared.upgrade() {
         registry.retire(&s);
+        if let Some(error) = last.filter(|r| r.is_err()) {
+            let _ = s.final_error.set(error);
+        }
         s.queue.push(Item::End, 0);
     }
 }
@@ -227,4 +250,33 @@ fn lagged(missed: u64) -> Response {
     extensions.set("code", "SUBSCRIBER_LAGGED");
     error.extensions = Some(extensions);
     Response::from_errors(vec![error])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(response: &Response) -> Option<String> {
+        let extensions = response.errors.first()?.extensions.as_ref()?;
+        match extensions.get("code")? {
+            async_graphql::Value::String(code) => Some(code.clone()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_execution_ends_its_subscribers_with_an_error() {
+        let streams = SharedStreams::new(Counter::default());
+        let budget = LagBudget::new(1 << 20);
+        let request = || async_graphql::Request::new("subscription { alarms { id } }");
+        let panics = |_| stream::poll_fn(|_| -> std::task::Poll<Option<Response>> { panic!("a resolver bug") }).boxed();
+        let mut subscriber = streams.subscribe(1, request(), &budget, panics);
+        let error = subscriber.next().await.expect("an error, not silence");
+        assert_eq!(code(&error).as_deref(), Some("INTERNAL"), "{error:?}");
+        assert!(subscriber.next().await.is_none(), "then the end");
+        // The dead execution is not joined: a later identical subscription starts anew.
+        let answers = |_| stream::once(async { Response::new(async_graphql::Value::Null) }).boxed();
+        let mut later = streams.subscribe(1, request(), &budget, answers);
+        assert!(later.next().await.is_some_and(|r| r.errors.is_empty()));
+    }
 }
