@@ -644,7 +644,7 @@ const STUCK_SUBSCRIPTIONS: usize = 40;
 const STUCK_BURST: usize = 300;
 
 // 6b. A connection that stops reading pins a bounded number of the gateway's *bytes*, not
-// only of messages: its subscriptions share one budget (1 MiB), past which each is cut off
+// only of messages: its subscriptions share one budget (4 MiB), past which each is cut off
 // with SUBSCRIBER_LAGGED and what it held is freed. Counted in messages alone (1024 per
 // subscription), these 40 subscriptions would pin 40 × 300 alarms × 32 KiB ≈ 375 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

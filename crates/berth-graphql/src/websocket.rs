@@ -30,12 +30,13 @@ pub const WS_READ_BUFFER: usize = 1024;
 pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 100;
 
 /// Bytes of subscription messages one WebSocket may have waiting unread, over all its
-/// subscriptions. A connection that stops reading would otherwise pin up to 1024 messages
-/// of up to 64 KiB for each of its 100 subscriptions; past this, the subscription a message
-/// was for is cut off (`SUBSCRIBER_LAGGED`) and what it held released. About what the
-/// kernel itself may buffer for a stalled TCP socket, so a client that reads at all is
-/// never cut off by it.
-pub const MAX_UNREAD_BYTES_PER_SOCKET: usize = 1024 * 1024;
+/// subscriptions, beyond what the kernel buffers for it. A connection that stops reading
+/// would otherwise pin up to 1024 messages of up to 64 KiB for each of its 100
+/// subscriptions; past this, the subscription a message was for is cut off
+/// (`SUBSCRIBER_LAGGED`) and what it held released. As much as Linux buffers for a TCP
+/// socket at most (`tcp_wmem`), and enough that a burst of ~200-byte alarms to 20
+/// subscriptions of one socket is cut off no sooner than by the 1024-message bound.
+pub const MAX_UNREAD_BYTES_PER_SOCKET: usize = 4 * 1024 * 1024;
 
 /// Longest message a client may send: as long as a `/graphql` POST body may be. A longer
 /// one closes the connection with 1009 Message Too Big before it is read (tungstenite
