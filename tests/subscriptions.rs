@@ -1190,6 +1190,40 @@ async fn identical_subscriptions_share_an_execution_but_not_a_fate() {
     ws.close().await;
 }
 
+// 16. A gateway that stops (SIGTERM) closes its WebSockets with 1001 Going Away, on both
+// protocols, so clients reconnect at once instead of seeing the connection drop; it exits
+// cleanly and promptly while they are open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_closes_its_sockets_with_going_away() {
+    let mut berth = Berth::start().await;
+    let (l, uid) = customer_with_container(&berth, "leaver").await;
+    let mut sockets = Vec::new();
+    for protocol in Protocol::ALL {
+        let mut ws = Ws::open(berth.addr, protocol, &authorization(&l.auth())).await;
+        let sub = ws.subscribe(ALARMS, json!({})).await;
+        sync(&mut ws, &sub, &berth, &l.auth(), uid, 1).await;
+        sockets.push((ws, sub));
+    }
+    // One that never sent connection_init goes too.
+    let mut unacknowledged = Ws::connect(berth.addr, Protocol::TransportWs).await;
+    let status = berth.terminate().await;
+    assert!(status.success(), "berth serve exited with {status}");
+    for (ws, sub) in &mut sockets {
+        loop {
+            match ws.frame().await {
+                // A probe of the sync above, still on its way.
+                Frame::Json(m) if m["id"] == *sub => continue,
+                Frame::Close(Some((code, reason))) => {
+                    assert_eq!(code, 1001, "{}: {reason}", ws.protocol.name());
+                    break;
+                }
+                other => panic!("{}: expected close 1001, got {other:?}", ws.protocol.name()),
+            }
+        }
+    }
+    assert!(matches!(unacknowledged.frame().await, Frame::Close(Some((1001, _)))));
+}
+
 /// Sends `connection_init` with `authorization` and a subscription to [`ALARMS`] right
 /// behind it. Acknowledged: the socket and the subscription's id. Refused: it must be the
 /// refusal of a customer over its socket limit, and the subscription must not have run.

@@ -285,6 +285,20 @@ impl Berth {
         }
     }
 
+    /// SIGTERMs the server (the pid this harness spawned, nothing else) and waits until it
+    /// exits, at most 20 s; its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let mut child = self.child.take().expect("berth is running");
+        let pid = child.id().expect("berth's pid");
+        kill(Pid::from_raw(i32::try_from(pid).expect("pid")), Signal::SIGTERM).expect("SIGTERM berth");
+        tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("berth did not exit within 20 s of SIGTERM")
+            .expect("reap berth")
+    }
+
     /// SIGKILLs the server and starts it again on the same state dir and database.
     pub async fn restart(&mut self) {
         self.kill9().await;

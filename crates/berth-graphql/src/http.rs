@@ -32,6 +32,7 @@ pub(crate) struct GraphqlParts {
     pub(crate) shared: crate::shared_streams::SharedStreams,
     pub(crate) sessions: crate::sessions::Sessions,
     pub(crate) sockets: crate::customer_sockets::CustomerSockets,
+    pub(crate) shutdown: crate::websocket::WebSocketShutdown,
 }
 
 /// What the operator sets for the GraphQL routes.
@@ -39,11 +40,16 @@ pub(crate) struct GraphqlParts {
 pub struct GraphqlOptions {
     /// WebSockets one customer may hold open at once on this gateway.
     pub max_websockets_per_customer: usize,
+    /// Closes the WebSockets when the gateway stops.
+    pub shutdown: crate::websocket::WebSocketShutdown,
 }
 
 impl Default for GraphqlOptions {
     fn default() -> Self {
-        GraphqlOptions { max_websockets_per_customer: crate::customer_sockets::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER }
+        GraphqlOptions {
+            max_websockets_per_customer: crate::customer_sockets::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER,
+            shutdown: Default::default(),
+        }
     }
 }
 
@@ -64,6 +70,7 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics, options: Graphql
         metrics,
         sessions: Default::default(),
         sockets: crate::customer_sockets::CustomerSockets::new(options.max_websockets_per_customer),
+        shutdown: options.shutdown,
     }));
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))

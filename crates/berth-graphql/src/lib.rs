@@ -40,7 +40,7 @@ pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::{router, GraphqlOptions};
 pub use loaders::{set_loader_delay, LOADER_DELAY};
 pub use telemetry::GraphqlMetrics;
-pub use websocket::{MAX_SUBSCRIPTIONS_PER_SOCKET, WS_READ_BUFFER};
+pub use websocket::{WebSocketShutdown, MAX_SUBSCRIPTIONS_PER_SOCKET, WS_READ_BUFFER};
 
 #[derive(MergedObject, Default)]
 pub struct Query(

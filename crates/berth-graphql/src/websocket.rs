@@ -51,6 +51,29 @@ pub const MAX_SUBSCRIPTION_DOCUMENT: usize = 16 * 1024;
 /// How long a WebSocket may stay open without a successful `connection_init`.
 pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Closes this gateway's WebSockets when it stops: each gets 1001 Going Away, so clients
+/// reconnect at once (to another gateway, if there is one) instead of seeing the
+/// connection drop.
+#[derive(Debug, Clone, Default)]
+pub struct WebSocketShutdown {
+    stopping: tokio_util::sync::CancellationToken,
+    open: tokio_util::task::TaskTracker,
+}
+
+impl WebSocketShutdown {
+    /// Tells every open WebSocket to close; one opened from now on closes at once.
+    pub fn begin(&self) {
+        self.stopping.cancel();
+        self.open.close();
+    }
+
+    /// Waits until every WebSocket has closed, at most `grace` (a client that does not read
+    /// may never take its close frame); whether all did.
+    pub async fn finished(&self, grace: std::time::Duration) -> bool {
+        tokio::time::timeout(grace, self.open.wait()).await.is_ok()
+    }
+}
+
 /// `/graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`. Credentials
 /// arrive in the `connection_init` payload as `{"Authorization": "Basic …" | "Bearer …"}`
 /// (key matched case-insensitively); a bad or missing one ends the connection with the
@@ -80,7 +103,10 @@ pub(crate) async fn websocket(
         // header would leave its bytes unread, and closing on unread bytes sends a reset
         // that can overtake the close frame.
         .max_frame_size(4 * MAX_MESSAGE)
-        .on_upgrade(move |socket| serve_websocket(socket, state, peer, transport_ws))
+        .on_upgrade(move |socket| {
+            let open = state.shutdown.open.clone();
+            open.track_future(serve_websocket(socket, state, peer, transport_ws))
+        })
 }
 
 /// One WebSocket connection, from `connection_init` to its end. Written out (instead of
@@ -121,6 +147,7 @@ async fn serve_websocket(
     let place_of_init = place.clone();
     let customer_sockets = state.sockets.clone();
 
+    let stopping = state.shutdown.stopping.clone();
     let running = Arc::new(crate::operation_ids::RunningIds::default());
     let admitting = running.clone();
 
@@ -205,6 +232,7 @@ async fn serve_websocket(
             _ = &mut init_deadline, if acknowledged.get().is_none() => {
                 WsMessage::Close(4408, "Connection initialisation timeout".to_owned())
             }
+            _ = stopping.cancelled() => WsMessage::Close(1001, "Going Away: the server is stopping".to_owned()),
             why = ended => {
                 end_session(&mut sink, why, transport_ws).await;
                 break;

@@ -34,8 +34,10 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         Some(server) => Some(start_agent(&args, server, service.clone(), stop_rx)?),
         None => None,
     };
+    let websockets = berth_graphql::WebSocketShutdown::default();
     let graphql = berth_graphql::GraphqlOptions {
         max_websockets_per_customer: usize::try_from(args.max_websockets_per_customer).unwrap_or(usize::MAX),
+        shutdown: websockets.clone(),
     };
     let app = app(service, telemetry.clone(), &args.api_prefix, graphql);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -55,14 +57,23 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         tracing::warn!(error = %format!("{e:#}"), "cannot announce the listening address on stdout");
     }
     tracing::info!(%addr, backend = %args.backend, "serving");
-    let shutdown = async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
+    let shutdown = {
+        let websockets = websockets.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            // Upgraded connections are not hyper's any more: axum's graceful shutdown
+            // neither waits for nor closes them.
+            websockets.begin();
+        }
     };
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .context("server error")?;
+    if !websockets.finished(WEBSOCKET_CLOSE_GRACE).await {
+        tracing::warn!(grace = ?WEBSOCKET_CLOSE_GRACE, "some WebSockets did not take their close frame in time");
+    }
     if let Some(agent) = agent {
         // The agent finishes what it is doing and leaves containers running for the next one.
         let _ = agent.await;
@@ -112,6 +123,9 @@ fn start_agent(
         let _ = stop.wait_for(|stopping| *stopping).await;
     })))
 }
+
+/// How long a stopping gateway waits for its WebSockets to take their close frames.
+const WEBSOCKET_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The content type of what `/metrics` writes, as Prometheus negotiates it.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
