@@ -2,6 +2,8 @@
 //! the standard OTEL_EXPORTER_OTLP_ENDPOINT (a real HTTP receiver on 127.0.0.1 here).
 
 mod common;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use axum::routing::post;
 use common::{Auth, Berth, Opts};
 use serde_json::json;
+use ws::{Protocol, Ws};
 
 /// The /metrics body, after checking it is labelled as the OpenMetrics text it is.
 async fn metrics_text(berth: &Berth) -> String {
@@ -92,11 +95,26 @@ async fn traces_reach_an_otlp_receiver() {
             json!({"p": "hunter2-secret"}),
         )
         .await;
+    // Over a WebSocket: a query (traced and timed as over HTTP), a subscription and the
+    // connection itself, each with its span.
+    let kratos = Auth::basic(&kratos.username, "hunter2-secret");
+    let mut socket = Ws::open(berth.addr, Protocol::TransportWs, &kratos.header().expect("basic")).await;
+    let query = socket.subscribe("query SocketProbe { me { username } }", json!({})).await;
+    assert_eq!(socket.next_data(&query).await["me"]["username"], "kratos");
+    assert_eq!(socket.message_for(&query).await["type"], "complete");
+    let watch = socket.subscribe("subscription AlarmWatch { alarms { id } }", json!({})).await;
+    socket.stop(&watch).await;
+    assert_eq!(socket.message_for(&watch).await["type"], "complete");
+    socket.close().await;
+    let text = metrics_text(&berth).await;
+    let over_the_socket = sample(&text, r#"berth_graphql_operation_duration_seconds_count{operation="SocketProbe"}"#);
+    assert_eq!(over_the_socket, Some(1.0), "{text}");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let all = received.lock().unwrap().join("\n");
-        if all.contains("graphql TelemetryProbe") && all.contains("graphql SecretProbe") {
+        let expected = ["graphql TelemetryProbe", "graphql SecretProbe", "graphql SocketProbe", "graphql AlarmWatch"];
+        if expected.iter().all(|name| all.contains(name)) && all.contains("graphql websocket") {
             assert!(all.contains("\"service.name\""), "resource names the service");
             assert!(!all.contains("hunter2-secret"), "spans must not carry variables or query text");
             break;

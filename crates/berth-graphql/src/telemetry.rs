@@ -121,7 +121,7 @@ impl Drop for OpenSubscription {
 /// Done here rather than as a schema extension: any extension at all sends async-graphql
 /// down its slow path for every field (a registry lookup and a boxed future per field),
 /// which was a tenth of the nested page's CPU. Subscriptions are counted by
-/// [`GraphqlMetrics::open_subscription`].
+/// [`GraphqlMetrics::open_subscription`] and traced by [`subscription_span`].
 pub(crate) async fn execute_observed(
     schema: &crate::BerthSchema,
     metrics: &GraphqlMetrics,
@@ -137,6 +137,27 @@ pub(crate) async fn execute_observed(
         metrics.errors.get_or_create(&labels).inc();
     }
     response
+}
+
+/// The span of one subscriber's subscription, open for as long as it runs. Its `ended_by`
+/// is the code of the error that ended it (`SUBSCRIBER_LAGGED`, …), empty when the client
+/// or the stream completed it.
+pub(crate) fn subscription_span(metrics: &GraphqlMetrics, request: &mut async_graphql::Request) -> tracing::Span {
+    let name = metrics.names.label(operation_name(request));
+    tracing::info_span!(
+        "graphql.subscription",
+        otel.name = %format!("graphql {name}"),
+        operation = %name,
+        ended_by = tracing::field::Empty,
+    )
+}
+
+/// Records on a subscription's span the code of the error that `response` carries, if any.
+pub(crate) fn record_subscription_error(span: &tracing::Span, response: &Response) {
+    let code = response.errors.first().and_then(|e| e.extensions.as_ref()?.get("code"));
+    if let Some(async_graphql::Value::String(code)) = code {
+        span.record("ended_by", code.as_str());
+    }
 }
 
 /// The name async-graphql gives the operation it runs: the one the client chose, else the

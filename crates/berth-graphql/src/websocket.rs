@@ -104,8 +104,18 @@ pub(crate) async fn websocket(
         // that can overtake the close frame.
         .max_frame_size(4 * MAX_MESSAGE)
         .on_upgrade(move |socket| {
+            use tracing::Instrument as _;
+            // The connection's span, for as long as it is open: its customer once known, and
+            // the close code it ended with. Its subscriptions' spans are children of it.
+            let span = tracing::info_span!(
+                "graphql.websocket",
+                otel.name = "graphql websocket",
+                protocol = if transport_ws { "graphql-transport-ws" } else { "graphql-ws" },
+                customer = tracing::field::Empty,
+                close_code = tracing::field::Empty,
+            );
             let open = state.shutdown.open.clone();
-            open.track_future(serve_websocket(socket, state, peer, transport_ws))
+            open.track_future(serve_websocket(socket, state, peer, transport_ws).instrument(span))
         })
 }
 
@@ -196,6 +206,7 @@ async fn serve_websocket(
                 return Err(too_many_sockets(customer_sockets.limit()));
             };
             let _ = place_of_init.set(taken);
+            tracing::Span::current().record("customer", caller.customer_id);
             let _ = authenticated.set(caller);
             let mut data = async_graphql::Data::default();
             data.insert(caller);
@@ -250,6 +261,7 @@ async fn serve_websocket(
             WsMessage::Close(code, reason) => {
                 let (code, reason) =
                     if transport_ws { transport_ws_close(code, reason, &refused) } else { (code, reason) };
+                tracing::Span::current().record("close_code", code);
                 let close = CloseFrame { code, reason: close_reason(reason).into() };
                 let _ = sink.send(Message::Close(Some(close))).await;
                 break;
@@ -287,6 +299,7 @@ async fn end_session(
         let error = serde_json::json!({ "type": "connection_error", "payload": { "message": reason } });
         let _ = sink.send(Message::Text(error.to_string().into())).await;
     }
+    tracing::Span::current().record("close_code", code);
     let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
@@ -403,12 +416,19 @@ fn refused_operation(message: String, code: &str) -> async_graphql::Response {
     async_graphql::Response::from_errors(vec![error])
 }
 
-impl async_graphql::Executor for WsExecutor {
-    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        let request = prepare_request(request, &self.service, self.caller.get().copied());
+impl WsExecutor {
+    /// Runs a prepared query or mutation as `/graphql` runs one.
+    async fn execute_prepared(&self, request: async_graphql::Request) -> async_graphql::Response {
         let mut response = crate::telemetry::execute_observed(&self.schema, &self.metrics, request).await;
         crate::error::ensure_codes(&mut response);
         response
+    }
+}
+
+impl async_graphql::Executor for WsExecutor {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        let request = prepare_request(request, &self.service, self.caller.get().copied());
+        self.execute_prepared(request).await
     }
 
     fn execute_stream(
@@ -418,19 +438,6 @@ impl async_graphql::Executor for WsExecutor {
     ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
         use futures::StreamExt as _;
         let caller = self.caller.get().copied();
-        let open = self.metrics.open_subscription();
-        let run = {
-            let schema = self.schema.clone();
-            move |request: async_graphql::Request| {
-                schema
-                    .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-                    .map(|mut response| {
-                        crate::error::ensure_codes(&mut response);
-                        response
-                    })
-                    .boxed()
-            }
-        };
         let mut request = prepare_request(request, &self.service, caller);
         let document = request.query.len() + crate::shared_streams::json_len(&request.variables);
         if document > MAX_SUBSCRIPTION_DOCUMENT && crate::shared_streams::is_subscription(&mut request) {
@@ -445,19 +452,35 @@ impl async_graphql::Executor for WsExecutor {
             let refused = refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
             return futures::stream::once(async { refused }).boxed();
         }
-        let (responses, place) = match caller {
-            Some(c) if crate::shared_streams::is_subscription(&mut request) => {
-                let Some(place) = SubscriptionPlace::take(&self.subscriptions) else {
-                    return futures::stream::once(async { too_many_subscriptions() }).boxed();
-                };
-                // Identical subscriptions of one customer share one execution.
-                (self.shared.subscribe(c.customer_id, request, &self.unread, run), Some(place))
-            }
-            _ => (run(request), None),
+        let Some(c) = caller.filter(|_| crate::shared_streams::is_subscription(&mut request)) else {
+            // Queries and mutations (both protocols send them as subscriptions) answer once,
+            // with the span, latency and error count they get over HTTP.
+            let this = self.clone();
+            return futures::stream::once(async move { this.execute_prepared(request).await }).boxed();
         };
-        responses
+        let Some(place) = SubscriptionPlace::take(&self.subscriptions) else {
+            return futures::stream::once(async { too_many_subscriptions() }).boxed();
+        };
+        let open = self.metrics.open_subscription();
+        let span = crate::telemetry::subscription_span(&self.metrics, &mut request);
+        let run = {
+            let schema = self.schema.clone();
+            move |request: async_graphql::Request| {
+                schema
+                    .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+                    .map(|mut response| {
+                        crate::error::ensure_codes(&mut response);
+                        response
+                    })
+                    .boxed()
+            }
+        };
+        // Identical subscriptions of one customer share one execution.
+        self.shared
+            .subscribe(c.customer_id, request, &self.unread, run)
             .map(move |response| {
                 let _held = (&open, &place);
+                crate::telemetry::record_subscription_error(&span, &response);
                 response
             })
             .boxed()
