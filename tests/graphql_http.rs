@@ -2,9 +2,58 @@
 //! complexity and body size, and typed errors for malformed requests.
 
 mod common;
+#[path = "common/ws.rs"]
+mod ws;
 
 use common::{error_code, Auth, Berth};
 use serde_json::json;
+use ws::{Protocol, Ws};
+
+/// A document whose argument value is nested `depth` deep.
+fn nested(depth: usize) -> String {
+    format!("{{ me(x: {}1{}) {{ company }} }}", "[".repeat(depth), "]".repeat(depth))
+}
+
+// A value nested 2,000 deep (4 KB, no credentials) overflowed a worker's stack and aborted
+// the gateway. Refused before anything parses it, over POST, GET and the socket; the
+// gateway goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_documents_are_refused_not_fatal() {
+    let berth = Berth::start().await;
+    let kratos = berth.fixture_customer("kratos").await;
+    let post = berth.http().post(berth.url("/graphql")).json(&json!({ "query": nested(2000) })).send().await.unwrap();
+    assert_eq!(post.status(), 400);
+    let body: serde_json::Value = post.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let get = berth.http().get(berth.url("/graphql")).query(&[("query", nested(500))]).send().await.unwrap();
+    assert_eq!(get.status(), 400);
+    for protocol in Protocol::ALL {
+        let mut socket = Ws::open(berth.addr, protocol, &kratos.auth().header().unwrap()).await;
+        let id = socket.subscribe(&nested(2000), json!({})).await;
+        let errors = socket.expect_error(&id).await;
+        assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{errors}");
+        socket.close().await;
+    }
+    // Nesting a real query needs stays fine, and the gateway is alive.
+    let body = berth.gql(kratos.auth(), &nested(20), json!({})).await;
+    assert!(!body["errors"][0]["message"].as_str().unwrap().contains("nested"), "{body}");
+    assert_eq!(berth.http().get(berth.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
+// A client that sends half a request does not keep a stopping gateway alive: it waits for
+// requests in progress a while (10 s), then exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_does_not_hold_a_stopping_gateway() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut berth = Berth::start().await;
+    let mut half = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
+    half.write_all(b"POST /graphql HTTP/1.1\r\nHost: berth\r\nContent-Length: 100\r\n\r\n{").await.unwrap();
+    // The request has reached the server before the signal.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let status = berth.terminate().await;
+    assert!(status.success(), "{status}");
+    drop(half);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_is_served_from_the_binary() {

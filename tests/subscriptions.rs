@@ -471,6 +471,15 @@ async fn oversized_messages_and_subscriptions_are_refused() {
         let sub = ws.subscribe(ALARMS, json!({})).await;
         sync(&mut ws, &sub, &berth, &g.auth(), uid, 1).await;
 
+        // An operation id longer than 128 bytes: closed with 4400, nothing runs.
+        let mut other = Ws::open(berth.addr, protocol, &authorization(&g.auth())).await;
+        let long_id = "i".repeat(129);
+        other.send(json!({ "type": protocol.subscribe_type(), "id": long_id, "payload": { "query": ALARMS } })).await;
+        match other.frame().await {
+            Frame::Close(Some((code, _))) => assert_eq!(code, 4400, "{what}"),
+            frame => panic!("{what}: expected close 4400, got {frame:?}"),
+        }
+
         ws.subscribe(&padded(ALARMS, 2 * 1024 * 1024), json!({})).await;
         loop {
             match ws.frame().await {

@@ -46,7 +46,7 @@ impl Protocol {
         }
     }
 
-    fn subscribe_type(self) -> &'static str {
+    pub fn subscribe_type(self) -> &'static str {
         match self {
             Protocol::TransportWs => "subscribe",
             Protocol::LegacyWs => "start",

@@ -95,7 +95,10 @@ async fn post_graphql(
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     match async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default()).await {
-        Ok(request) => execute(&state, peer, &headers, request).await,
+        Ok(request) => match crate::operation::nesting_problem(&request.query) {
+            Some(problem) => bad_request(&problem),
+            None => execute(&state, peer, &headers, request).await,
+        },
         Err(e) => bad_request(&e.to_string()),
     }
 }
@@ -117,6 +120,9 @@ async fn get_graphql(
         Ok(request) => request,
         Err(message) => return bad_request(&message),
     };
+    if let Some(problem) = crate::operation::nesting_problem(&request.query) {
+        return bad_request(&problem);
+    }
     if changes_state(&mut request) {
         return mutation_over_get();
     }

@@ -9,6 +9,51 @@ use async_graphql::parser::types::{
 };
 use async_graphql::Positioned;
 
+/// Deepest nesting of braces, brackets and parentheses a document may have. Validation holds
+/// selections to [`crate::MAX_DEPTH`], but argument values (lists, objects) nest without a
+/// bound through async-graphql's recursive steps, and a value 2,000 deep (4 KB, no
+/// credentials needed) overflowed a worker's stack and aborted the gateway.
+pub const MAX_NESTING: usize = 64;
+
+/// Why `query` cannot be parsed safely: nested deeper than [`MAX_NESTING`]. A lexical scan
+/// (strings, block strings and comments skipped), run before anything parses the text.
+pub(crate) fn nesting_problem(query: &str) -> Option<String> {
+    let text = query.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < text.len() {
+        match text[i] {
+            b'#' => {
+                while i < text.len() && text[i] != b'\n' && text[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if text[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < text.len() && !text[i..].starts_with(b"\"\"\"") {
+                    i += if text[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' && text[i] != b'\n' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(format!("the document is nested more than {MAX_NESTING} deep"));
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// The type of the operation the request selects; `None` when the document does not parse
 /// or does not hold the operation named (the executor then answers why).
 pub(crate) fn selected_type(request: &mut async_graphql::Request) -> Option<OperationType> {
@@ -84,6 +129,22 @@ fn collect_root_fields<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_bounded_outside_strings_and_comments() {
+        let nested = |n: usize| format!("{{ me(x: {}1{}) {{ company }} }}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(nesting_problem(&nested(MAX_NESTING - 2)), None);
+        assert!(nesting_problem(&nested(2000)).is_some());
+        assert!(nesting_problem(&format!("{{ a(x: {}) }}", "{b: ".repeat(MAX_NESTING + 1))).is_some());
+        let brackets = "[".repeat(500);
+        for quiet in [
+            format!("{{ me {{ company }} }} # {brackets}"),
+            format!(r#"{{ a(x: "{brackets}\" {brackets}") }}"#),
+            format!(r#"{{ a(x: """{brackets} \""" {brackets}""") }}"#),
+        ] {
+            assert_eq!(nesting_problem(&quiet), None, "{quiet}");
+        }
+    }
 
     fn problem(query: &str, operation: Option<&str>) -> Option<String> {
         let mut request = async_graphql::Request::new(query);

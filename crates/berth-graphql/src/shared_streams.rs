@@ -24,6 +24,12 @@ use crate::lag_queue::{LagBudget, LagQueue, Reader, Received};
 /// bus's own per-subscriber queue).
 const QUEUE: usize = 1024;
 
+/// Largest subscription message. An alarm's is a few hundred bytes, or ~64 KiB with its
+/// longest message; a 16 KiB document aliasing `message` a thousand times made one alarm an
+/// 85 MB message for each subscriber to copy and hold. A larger one ends the subscription
+/// with `BAD_USER_INPUT` instead.
+pub(crate) const MAX_MESSAGE: usize = 1024 * 1024;
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     customer_id: i64,
@@ -159,9 +165,17 @@ async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Share
                 (response, true)
             }
         };
+        let (response, bytes, ended) = match json_len(&response) {
+            len if len > MAX_MESSAGE => {
+                let refused = too_large(len);
+                let bytes = json_len(&refused);
+                (refused, bytes, true)
+            }
+            len => (response, len, ended),
+        };
         let response = Arc::new(response);
         last = Some(response.clone());
-        s.queue.push(Item::Response(response.clone()), json_len(&*response));
+        s.queue.push(Item::Response(response), bytes);
         if ended {
             break;
         }
@@ -173,6 +187,14 @@ async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Share
         }
         s.queue.push(Item::End, 0);
     }
+}
+
+fn too_large(len: usize) -> Response {
+    let message = format!("a result of this subscription is {len} bytes, more than {MAX_MESSAGE}: select fewer fields");
+    let error = crate::gql_error(berth_service::Error::bad_input("subscription", message));
+    let mut response = Response::from_errors(vec![error.into_server_error(Default::default())]);
+    crate::error::ensure_codes(&mut response);
+    response
 }
 
 /// The length of `value` as JSON (what a connection writes of a response), without
@@ -278,5 +300,18 @@ mod tests {
         let answers = |_| stream::once(async { Response::new(async_graphql::Value::Null) }).boxed();
         let mut later = streams.subscribe(1, request(), &budget, answers);
         assert!(later.next().await.is_some_and(|r| r.errors.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn a_result_too_large_ends_the_subscription() {
+        let streams = SharedStreams::new(Counter::default());
+        let budget = LagBudget::new(1 << 20);
+        let huge = async_graphql::Value::String("m".repeat(MAX_MESSAGE + 1));
+        let results = |_| stream::iter([Response::new(async_graphql::Value::Null), Response::new(huge)]).boxed();
+        let mut subscriber = streams.subscribe(1, async_graphql::Request::new("subscription { a }"), &budget, results);
+        assert!(subscriber.next().await.is_some_and(|r| r.errors.is_empty()), "a small one passes");
+        let refused = subscriber.next().await.expect("an error instead");
+        assert_eq!(code(&refused).as_deref(), Some("BAD_USER_INPUT"), "{refused:?}");
+        assert!(subscriber.next().await.is_none());
     }
 }

@@ -29,6 +29,20 @@ pub const WS_READ_BUFFER: usize = 1024;
 /// opens another connection.
 pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 100;
 
+/// Queries and mutations one WebSocket may have running at once. async-graphql reads every
+/// waiting client message before it answers one, so a client pipelining queries without
+/// waiting for answers had thousands running at ~150 KiB each (2 GiB in 13 s).
+pub const MAX_QUERIES_PER_SOCKET: usize = 64;
+
+/// Longest operation id a client may use (it is kept while the operation runs and repeated
+/// in every message of it); a longer one closes the connection with 4400.
+pub const MAX_OPERATION_ID: usize = 128;
+
+/// How long one write to a client may wait for the client to read. A client that reads
+/// nothing for this long is gone or stuck: the connection ends (without this, its loop
+/// never came back to the init deadline or the server's shutdown).
+pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bytes of subscription messages one WebSocket may have waiting unread, over all its
 /// subscriptions, beyond what the kernel buffers for it. A connection that stops reading
 /// would otherwise pin up to 1024 messages of up to 64 KiB for each of its 100
@@ -143,6 +157,7 @@ async fn serve_websocket(
         shared: state.shared.clone(),
         caller: Default::default(),
         subscriptions: Default::default(),
+        queries: Default::default(),
         unread: crate::lag_queue::LagBudget::new(MAX_UNREAD_BYTES_PER_SOCKET),
     };
     let authenticated = executor.caller.clone();
@@ -158,7 +173,7 @@ async fn serve_websocket(
     let customer_sockets = state.sockets.clone();
 
     let stopping = state.shutdown.stopping.clone();
-    let running = Arc::new(crate::operation_ids::RunningIds::default());
+    let running = Arc::new(crate::operation_ids::RunningIds::new(transport_ws));
     let admitting = running.clone();
 
     let too_long = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -166,7 +181,8 @@ async fn serve_websocket(
 
     let (mut sink, stream) = socket.split();
     // Text and binary frames are protocol messages; a read error ends the connection, and so
-    // does a subscription under a running id (graphql-transport-ws), before it replaces one.
+    // does an operation under an id too long, or running (graphql-transport-ws: before it
+    // replaces the running one).
     let input = stream
         .take_while(move |frame| {
             if frame.as_ref().is_err_and(is_too_long) {
@@ -180,7 +196,7 @@ async fn serve_websocket(
                 _ => None,
             })
         })
-        .take_while(move |data| std::future::ready(!transport_ws || admitting.admit(data)));
+        .take_while(move |data| std::future::ready(admitting.admit(data)));
     let output =
         async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(move |payload| async move {
             let caller = async {
@@ -227,8 +243,8 @@ async fn serve_websocket(
         let message = tokio::select! {
             message = output.next() => match message {
                 Some(message) => message,
-                None => match running.reused() {
-                    // The input ended at a subscription under a running id.
+                None => match running.refusal() {
+                    // The input ended at an operation under a running or too long id.
                     Some((code, reason)) => WsMessage::Close(code, reason),
                     None if too_long.load(std::sync::atomic::Ordering::Acquire) => {
                         WsMessage::Close(1009, format!("Message Too Big: at most {MAX_MESSAGE} bytes"))
@@ -267,7 +283,7 @@ async fn serve_websocket(
                 break;
             }
         };
-        if sink.send(frame).await.is_err() {
+        if !matches!(tokio::time::timeout(WRITE_STALL, sink.send(frame)).await, Ok(Ok(()))) {
             break;
         }
     }
@@ -373,20 +389,22 @@ struct WsExecutor {
     caller: std::sync::Arc<std::sync::OnceLock<Caller>>,
     /// Subscriptions of this connection whose streams are alive.
     subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Queries and mutations of this connection not answered yet.
+    queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// What this connection's subscriptions have not read yet.
     unread: std::sync::Arc<crate::lag_queue::LagBudget>,
 }
 
-/// One of a connection's [`MAX_SUBSCRIPTIONS_PER_SOCKET`] places, held by a subscription's
-/// stream and given back when the stream ends or is dropped (client `complete`/`stop`, a
-/// replaced id, the connection's end).
+/// One of a connection's [`MAX_SUBSCRIPTIONS_PER_SOCKET`] (or [`MAX_QUERIES_PER_SOCKET`])
+/// places, held by an operation's stream and given back when the stream ends or is dropped
+/// (its answer, client `complete`/`stop`, the connection's end).
 struct SubscriptionPlace(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
 impl SubscriptionPlace {
-    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Option<SubscriptionPlace> {
+    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Option<SubscriptionPlace> {
         use std::sync::atomic::Ordering;
         count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_SUBSCRIPTIONS_PER_SOCKET).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
             .ok()
             .map(|_| SubscriptionPlace(count.clone()))
     }
@@ -405,6 +423,15 @@ fn too_many_subscriptions() -> async_graphql::Response {
          complete one, or open another connection"
     );
     refused_operation(message, "TOO_MANY_SUBSCRIPTIONS")
+}
+
+/// The one answer to a query or mutation over the connection's limit.
+fn too_many_queries() -> async_graphql::Response {
+    let message = format!(
+        "at most {MAX_QUERIES_PER_SOCKET} queries and mutations may run at once on one connection: \
+         wait for their answers"
+    );
+    refused_operation(message, "TOO_MANY_OPERATIONS")
 }
 
 /// The one answer to an operation refused before it runs, with its `extensions.code`.
@@ -427,6 +454,9 @@ impl WsExecutor {
 
 impl async_graphql::Executor for WsExecutor {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        if let Some(problem) = crate::operation::nesting_problem(&request.query) {
+            return refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
+        }
         let request = prepare_request(request, &self.service, self.caller.get().copied());
         self.execute_prepared(request).await
     }
@@ -438,6 +468,10 @@ impl async_graphql::Executor for WsExecutor {
     ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
         use futures::StreamExt as _;
         let caller = self.caller.get().copied();
+        if let Some(problem) = crate::operation::nesting_problem(&request.query) {
+            let refused = refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
+            return futures::stream::once(async { refused }).boxed();
+        }
         let mut request = prepare_request(request, &self.service, caller);
         let document = request.query.len() + crate::shared_streams::json_len(&request.variables);
         if document > MAX_SUBSCRIPTION_DOCUMENT && crate::shared_streams::is_subscription(&mut request) {
@@ -455,10 +489,17 @@ impl async_graphql::Executor for WsExecutor {
         let Some(c) = caller.filter(|_| crate::shared_streams::is_subscription(&mut request)) else {
             // Queries and mutations (both protocols send them as subscriptions) answer once,
             // with the span, latency and error count they get over HTTP.
+            let Some(place) = SubscriptionPlace::take(&self.queries, MAX_QUERIES_PER_SOCKET) else {
+                return futures::stream::once(async { too_many_queries() }).boxed();
+            };
             let this = self.clone();
-            return futures::stream::once(async move { this.execute_prepared(request).await }).boxed();
+            return futures::stream::once(async move {
+                let _held = place;
+                this.execute_prepared(request).await
+            })
+            .boxed();
         };
-        let Some(place) = SubscriptionPlace::take(&self.subscriptions) else {
+        let Some(place) = SubscriptionPlace::take(&self.subscriptions, MAX_SUBSCRIPTIONS_PER_SOCKET) else {
             return futures::stream::once(async { too_many_subscriptions() }).boxed();
         };
         let open = self.metrics.open_subscription();

@@ -1,5 +1,6 @@
 //! `berth serve`: open the database, build the service, compose the routes, listen.
 
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,7 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         tracing::warn!(error = %format!("{e:#}"), "cannot announce the listening address on stdout");
     }
     tracing::info!(%addr, backend = %args.backend, "serving");
+    let mut stopping = stop_tx.subscribe();
     let shutdown = {
         let websockets = websockets.clone();
         async move {
@@ -67,10 +69,19 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
             websockets.begin();
         }
     };
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    let serving = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
-        .await
-        .context("server error")?;
+        .into_future();
+    // A request that never finishes (a client sending half its headers or body) would
+    // otherwise hold the stopping gateway forever.
+    let overdue = async move {
+        let _ = stopping.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(HTTP_SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => served.context("server error")?,
+        () = overdue => tracing::warn!(grace = ?HTTP_SHUTDOWN_GRACE, "requests still open after the grace: stopping anyway"),
+    }
     if !websockets.finished(WEBSOCKET_CLOSE_GRACE).await {
         tracing::warn!(grace = ?WEBSOCKET_CLOSE_GRACE, "some WebSockets did not take their close frame in time");
     }
@@ -123,6 +134,9 @@ fn start_agent(
         let _ = stop.wait_for(|stopping| *stopping).await;
     })))
 }
+
+/// How long a stopping gateway waits for the HTTP requests in progress to finish.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a stopping gateway waits for its WebSockets to take their close frames.
 const WEBSOCKET_CLOSE_GRACE: Duration = Duration::from_secs(5);
