@@ -1233,6 +1233,40 @@ async fn a_stopping_gateway_closes_its_sockets_with_going_away() {
     assert!(matches!(unacknowledged.frame().await, Frame::Close(Some((1001, _)))));
 }
 
+// 17. A connection that sends no request headers (none, or half) is closed after 30 s, and
+// so is a kept-alive one that stays idle that long: they cannot hold the gateway's file
+// descriptors. A WebSocket, quiet as a subscriber is, stays open past that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_http_connections_are_closed_but_quiet_websockets_stay() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let berth = Berth::start().await;
+    let (q, uid) = customer_with_container(&berth, "quiet").await;
+    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&q.auth())).await;
+    let sub = ws.subscribe(ALARMS, json!({})).await;
+    sync(&mut ws, &sub, &berth, &q.auth(), uid, 1).await;
+    let silent = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: berth\r\n").await.unwrap();
+    let mut kept = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: berth\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 512];
+    assert!(kept.read(&mut answer).await.unwrap() > 0, "a first answer");
+    for (what, mut stream) in [("silent", silent), ("half", half), ("kept-alive", kept)] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(45), stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the {what} connection was still open after 45 s");
+    }
+    // The WebSocket, quiet all that time, still delivers.
+    let id = raise(&berth, q.auth(), uid, "still here", 1).await;
+    loop {
+        let data = ws.next_data(&sub).await;
+        if data["alarms"]["id"] == id {
+            break;
+        }
+    }
+    ws.close().await;
+}
+
 /// Sends `connection_init` with `authorization` and a subscription to [`ALARMS`] right
 /// behind it. Acknowledged: the socket and the subscription's id. Refused: it must be the
 /// refusal of a customer over its socket limit, and the subscription must not have run.

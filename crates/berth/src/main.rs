@@ -4,6 +4,7 @@
 mod admin;
 mod alarm_delivery;
 mod cli;
+mod http_server;
 mod serve;
 mod telemetry;
 

@@ -1,7 +1,5 @@
 //! `berth serve`: open the database, build the service, compose the routes, listen.
 
-use std::future::IntoFuture as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,20 +43,11 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    // Live events come in bursts (Stopping, Stopped, Starting, Running within milliseconds):
-    // with Nagle on, every message after the first of a burst would wait for the client's
-    // (possibly delayed, up to 40 ms) ACK of the one before.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
     // A reader that closed stdout does not stop the gateway: the line is also logged.
     if let Err(e) = crate::cli::write_stdout(&format!("berth listening on http://{addr}\n")) {
         tracing::warn!(error = %format!("{e:#}"), "cannot announce the listening address on stdout");
     }
     tracing::info!(%addr, backend = %args.backend, "serving");
-    let mut stopping = stop_tx.subscribe();
     let shutdown = {
         let websockets = websockets.clone();
         async move {
@@ -69,19 +58,7 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
             websockets.begin();
         }
     };
-    let serving = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .into_future();
-    // A request that never finishes (a client sending half its headers or body) would
-    // otherwise hold the stopping gateway forever.
-    let overdue = async move {
-        let _ = stopping.wait_for(|stopped| *stopped).await;
-        tokio::time::sleep(HTTP_SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        served = serving => served.context("server error")?,
-        () = overdue => tracing::warn!(grace = ?HTTP_SHUTDOWN_GRACE, "requests still open after the grace: stopping anyway"),
-    }
+    crate::http_server::serve(listener, app, shutdown, HTTP_SHUTDOWN_GRACE).await;
     if !websockets.finished(WEBSOCKET_CLOSE_GRACE).await {
         tracing::warn!(grace = ?WEBSOCKET_CLOSE_GRACE, "some WebSockets did not take their close frame in time");
     }
