@@ -108,6 +108,14 @@ async fn sync(ws: &mut Ws, sub: &str, berth: &Berth, auth: &Auth, container: i64
     .await;
 }
 
+/// A socket of `customer` on `protocol` with a live subscription to [`ALARMS`], and its id.
+async fn live_alarms(berth: &Berth, customer: &Customer, uid: i64, protocol: Protocol) -> (Ws, String) {
+    let mut ws = Ws::open(berth.addr, protocol, &authorization(&customer.auth())).await;
+    let sub = ws.subscribe(ALARMS, json!({})).await;
+    sync(&mut ws, &sub, berth, &customer.auth(), uid, 1).await;
+    (ws, sub)
+}
+
 // 1. Both protocols deliver alarms raised through GraphQL and through REST (basic and key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_protocols_deliver_alarms_from_graphql_and_rest() {
@@ -231,9 +239,7 @@ async fn assert_revoked(ws: &mut Ws) {
 async fn revoked_credentials_end_their_live_sessions() {
     let berth = Berth::start().await;
     let (zeus, zeus_uid) = customer_with_container(&berth, "zeus").await;
-    let mut bystander = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&zeus.auth())).await;
-    let zeus_sub = bystander.subscribe(ALARMS, json!({})).await;
-    sync(&mut bystander, &zeus_sub, &berth, &zeus.auth(), zeus_uid, 1).await;
+    let (mut bystander, zeus_sub) = live_alarms(&berth, &zeus, zeus_uid, Protocol::TransportWs).await;
     for (n, protocol) in Protocol::ALL.into_iter().enumerate() {
         let (kratos, uid) = customer_with_container(&berth, &format!("kratos{n}")).await;
         let (bearer, token_id) = new_token(&berth, &kratos).await;
@@ -1208,10 +1214,7 @@ async fn a_stopping_gateway_closes_its_sockets_with_going_away() {
     let (l, uid) = customer_with_container(&berth, "leaver").await;
     let mut sockets = Vec::new();
     for protocol in Protocol::ALL {
-        let mut ws = Ws::open(berth.addr, protocol, &authorization(&l.auth())).await;
-        let sub = ws.subscribe(ALARMS, json!({})).await;
-        sync(&mut ws, &sub, &berth, &l.auth(), uid, 1).await;
-        sockets.push((ws, sub));
+        sockets.push(live_alarms(&berth, &l, uid, protocol).await);
     }
     // One that never sent connection_init goes too.
     let mut unacknowledged = Ws::connect(berth.addr, Protocol::TransportWs).await;
@@ -1241,9 +1244,7 @@ async fn silent_http_connections_are_closed_but_quiet_websockets_stay() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let berth = Berth::start().await;
     let (q, uid) = customer_with_container(&berth, "quiet").await;
-    let mut ws = Ws::open(berth.addr, Protocol::TransportWs, &authorization(&q.auth())).await;
-    let sub = ws.subscribe(ALARMS, json!({})).await;
-    sync(&mut ws, &sub, &berth, &q.auth(), uid, 1).await;
+    let (mut ws, sub) = live_alarms(&berth, &q, uid, Protocol::TransportWs).await;
     let silent = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
     let mut half = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
     half.write_all(b"GET /healthz HTTP/1.1\r\nHost: berth\r\n").await.unwrap();
