@@ -158,12 +158,7 @@ async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Share
             Ok(Some(response)) => (response, false),
             Ok(None) => break,
             // Logged by `gql_error`, as every internal error.
-            Err(_) => {
-                let error = crate::gql_error(berth_service::Error::Internal("subscription execution panicked".into()));
-                let mut response = Response::from_errors(vec![error.into_server_error(Default::default())]);
-                crate::error::ensure_codes(&mut response);
-                (response, true)
-            }
+            Err(_) => (error_response(berth_service::Error::Internal("subscription execution panicked".into())), true),
         };
         let (response, bytes, ended) = match json_len(&response) {
             len if len > MAX_MESSAGE => {
@@ -191,8 +186,12 @@ async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Share
 
 fn too_large(len: usize) -> Response {
     let message = format!("a result of this subscription is {len} bytes, more than {MAX_MESSAGE}: select fewer fields");
-    let error = crate::gql_error(berth_service::Error::bad_input("subscription", message));
-    let mut response = Response::from_errors(vec![error.into_server_error(Default::default())]);
+    error_response(berth_service::Error::bad_input("subscription", message))
+}
+
+/// A response carrying only `e`, with its `extensions.code`.
+fn error_response(e: berth_service::Error) -> Response {
+    let mut response = Response::from_errors(vec![crate::gql_error(e).into_server_error(Default::default())]);
     crate::error::ensure_codes(&mut response);
     response
 }

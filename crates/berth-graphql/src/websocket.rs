@@ -398,19 +398,19 @@ struct WsExecutor {
 /// One of a connection's [`MAX_SUBSCRIPTIONS_PER_SOCKET`] (or [`MAX_QUERIES_PER_SOCKET`])
 /// places, held by an operation's stream and given back when the stream ends or is dropped
 /// (its answer, client `complete`/`stop`, the connection's end).
-struct SubscriptionPlace(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+struct OperationPlace(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
-impl SubscriptionPlace {
-    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Option<SubscriptionPlace> {
+impl OperationPlace {
+    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Option<OperationPlace> {
         use std::sync::atomic::Ordering;
         count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
             .ok()
-            .map(|_| SubscriptionPlace(count.clone()))
+            .map(|_| OperationPlace(count.clone()))
     }
 }
 
-impl Drop for SubscriptionPlace {
+impl Drop for OperationPlace {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
@@ -434,6 +434,16 @@ fn too_many_queries() -> async_graphql::Response {
     refused_operation(message, "TOO_MANY_OPERATIONS")
 }
 
+fn bad_user_input(message: String) -> async_graphql::Response {
+    refused_operation(message, crate::ErrorCode::BadUserInput.as_str())
+}
+
+/// An operation's only answer, as its stream.
+fn answer_once(response: async_graphql::Response) -> futures::stream::BoxStream<'static, async_graphql::Response> {
+    use futures::StreamExt as _;
+    futures::stream::once(async { response }).boxed()
+}
+
 /// The one answer to an operation refused before it runs, with its `extensions.code`.
 fn refused_operation(message: String, code: &str) -> async_graphql::Response {
     let mut error = async_graphql::ServerError::new(message, None);
@@ -455,7 +465,7 @@ impl WsExecutor {
 impl async_graphql::Executor for WsExecutor {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
         if let Some(problem) = crate::operation::nesting_problem(&request.query) {
-            return refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
+            return bad_user_input(problem);
         }
         let request = prepare_request(request, &self.service, self.caller.get().copied());
         self.execute_prepared(request).await
@@ -469,28 +479,24 @@ impl async_graphql::Executor for WsExecutor {
         use futures::StreamExt as _;
         let caller = self.caller.get().copied();
         if let Some(problem) = crate::operation::nesting_problem(&request.query) {
-            let refused = refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
-            return futures::stream::once(async { refused }).boxed();
+            return answer_once(bad_user_input(problem));
         }
         let mut request = prepare_request(request, &self.service, caller);
         let document = request.query.len() + crate::shared_streams::json_len(&request.variables);
         if document > MAX_SUBSCRIPTION_DOCUMENT && crate::shared_streams::is_subscription(&mut request) {
-            let message = format!(
+            return answer_once(bad_user_input(format!(
                 "a subscription's document and variables may be at most {MAX_SUBSCRIPTION_DOCUMENT} bytes; \
                  this one is {document}"
-            );
-            let refused = refused_operation(message, crate::ErrorCode::BadUserInput.as_str());
-            return futures::stream::once(async { refused }).boxed();
+            )));
         }
         if let Some(problem) = crate::operation::subscription_root_problem(&mut request) {
-            let refused = refused_operation(problem, crate::ErrorCode::BadUserInput.as_str());
-            return futures::stream::once(async { refused }).boxed();
+            return answer_once(bad_user_input(problem));
         }
         let Some(c) = caller.filter(|_| crate::shared_streams::is_subscription(&mut request)) else {
             // Queries and mutations (both protocols send them as subscriptions) answer once,
             // with the span, latency and error count they get over HTTP.
-            let Some(place) = SubscriptionPlace::take(&self.queries, MAX_QUERIES_PER_SOCKET) else {
-                return futures::stream::once(async { too_many_queries() }).boxed();
+            let Some(place) = OperationPlace::take(&self.queries, MAX_QUERIES_PER_SOCKET) else {
+                return answer_once(too_many_queries());
             };
             let this = self.clone();
             return futures::stream::once(async move {
@@ -499,8 +505,8 @@ impl async_graphql::Executor for WsExecutor {
             })
             .boxed();
         };
-        let Some(place) = SubscriptionPlace::take(&self.subscriptions, MAX_SUBSCRIPTIONS_PER_SOCKET) else {
-            return futures::stream::once(async { too_many_subscriptions() }).boxed();
+        let Some(place) = OperationPlace::take(&self.subscriptions, MAX_SUBSCRIPTIONS_PER_SOCKET) else {
+            return answer_once(too_many_subscriptions());
         };
         let open = self.metrics.open_subscription();
         let span = crate::telemetry::subscription_span(&self.metrics, &mut request);
