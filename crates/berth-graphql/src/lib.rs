@@ -20,7 +20,6 @@ mod loaders;
 mod loopboxes;
 mod metrics;
 mod operation;
-mod operation_ids;
 mod parsed_queries;
 mod portmaps;
 mod prefetch;
@@ -31,6 +30,8 @@ mod subscriptions;
 mod tags;
 mod telemetry;
 mod websocket;
+mod ws_messages;
+mod ws_operations;
 
 use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};

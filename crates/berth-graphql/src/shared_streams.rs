@@ -3,8 +3,8 @@
 //! Ten thousand dashboards of one customer watching `subscription { alarms { id } }` used to
 //! resolve, trace and build every alarm ten thousand times. Subscriptions with the same
 //! customer, document, operation and variables now run once: a producer task executes the
-//! subscription and broadcasts each response; every subscriber gets its own bounded receiver
-//! and only frames and writes the message. Tenancy is kept by the key (one customer's
+//! subscription, serializes each response once ([`Payload`]) and broadcasts it; every
+//! subscriber gets its own bounded receiver and only frames and writes the bytes. Tenancy is kept by the key (one customer's
 //! subscriptions never share with another's), and so is the slow-subscriber rule: a
 //! receiver that falls behind (by count, or by its connection's bytes: `crate::lag_queue`)
 //! gets `SUBSCRIBER_LAGGED` and ends, the others go on.
@@ -19,6 +19,7 @@ use futures::FutureExt as _;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::lag_queue::{LagBudget, LagQueue, Reader, Received};
+use crate::ws_messages::Payload;
 
 /// Messages a slow subscriber may fall behind before it is told and closed (as the event
 /// bus's own per-subscriber queue).
@@ -26,7 +27,7 @@ const QUEUE: usize = 1024;
 
 /// Largest subscription message. An alarm's is a few hundred bytes, or ~64 KiB with its
 /// longest message; a 16 KiB document aliasing `message` a thousand times made one alarm an
-/// 85 MB message for each subscriber to copy and hold. A larger one ends the subscription
+/// 85 MB message for each subscriber to hold. A larger one ends the subscription
 /// with `BAD_USER_INPUT` instead.
 pub(crate) const MAX_MESSAGE: usize = 1024 * 1024;
 
@@ -40,7 +41,7 @@ struct Key {
 
 #[derive(Clone)]
 enum Item {
-    Response(Arc<Response>),
+    Payload(Arc<Payload>),
     End,
 }
 
@@ -52,7 +53,7 @@ struct Shared {
     /// The response that ended the stream with an error, for a subscriber that joined just
     /// before the end and would otherwise see the end without the reason (set before the
     /// end is pushed).
-    final_error: OnceLock<Arc<Response>>,
+    final_error: OnceLock<Arc<Payload>>,
     producer: OnceLock<tokio::task::AbortHandle>,
     registry: Weak<Mutex<HashMap<Key, Weak<Shared>>>>,
 }
@@ -90,7 +91,7 @@ impl SharedStreams {
         SharedStreams { running: Arc::default(), cut_off }
     }
 
-    /// The caller's stream of responses for `request`: joins a running identical execution,
+    /// The caller's stream of payloads for `request`: joins a running identical execution,
     /// or starts one with `execute` (called at most once; it must only build the stream).
     /// What the caller has not read yet is held against `budget` (its connection's).
     pub(crate) fn subscribe(
@@ -99,7 +100,7 @@ impl SharedStreams {
         request: async_graphql::Request,
         budget: &Arc<LagBudget>,
         execute: impl FnOnce(async_graphql::Request) -> BoxStream<'static, Response>,
-    ) -> BoxStream<'static, Response> {
+    ) -> BoxStream<'static, Arc<Payload>> {
         let key = Key {
             customer_id,
             query: request.query.clone(),
@@ -160,24 +161,21 @@ async fn produce(mut responses: BoxStream<'static, Response>, shared: Weak<Share
             // Logged by `gql_error`, as every internal error.
             Err(_) => (error_response(berth_service::Error::Internal("subscription execution panicked".into())), true),
         };
-        let (response, bytes, ended) = match json_len(&response) {
-            len if len > MAX_MESSAGE => {
-                let refused = too_large(len);
-                let bytes = json_len(&refused);
-                (refused, bytes, true)
-            }
-            len => (response, len, ended),
+        let (payload, ended) = match Payload::new(&response) {
+            payload if payload.len() > MAX_MESSAGE => (Payload::new(&too_large(payload.len())), true),
+            payload => (payload, ended),
         };
-        let response = Arc::new(response);
-        last = Some(response.clone());
-        s.queue.push(Item::Response(response), bytes);
+        let payload = Arc::new(payload);
+        let bytes = payload.len();
+        last = Some(payload.clone());
+        s.queue.push(Item::Payload(payload), bytes);
         if ended {
             break;
         }
     }
     if let Some(s) = shared.upgrade() {
         registry.retire(&s);
-        if let Some(error) = last.filter(|r| r.is_err()) {
+        if let Some(error) = last.filter(|p| p.is_error()) {
             let _ = s.final_error.set(error);
         }
         s.queue.push(Item::End, 0);
@@ -216,11 +214,11 @@ pub(crate) fn json_len(value: &impl serde::Serialize) -> usize {
 
 /// One subscriber's view: its own receiver, cut off with `SUBSCRIBER_LAGGED` when it falls
 /// behind.
-fn receive(shared: Arc<Shared>, rx: Reader<Item>, cut_off: Counter) -> BoxStream<'static, Response> {
+fn receive(shared: Arc<Shared>, rx: Reader<Item>, cut_off: Counter) -> BoxStream<'static, Arc<Payload>> {
     struct State {
         shared: Arc<Shared>,
         rx: Reader<Item>,
-        last: Option<Arc<Response>>,
+        last: Option<Arc<Payload>>,
         done: bool,
         cut_off: Counter,
     }
@@ -230,9 +228,9 @@ fn receive(shared: Arc<Shared>, rx: Reader<Item>, cut_off: Counter) -> BoxStream
             return None;
         }
         match st.rx.recv().await {
-            Received::Item(Item::Response(r)) => {
-                st.last = Some(r.clone());
-                Some((copy(&r), st))
+            Received::Item(Item::Payload(p)) => {
+                st.last = Some(p.clone());
+                Some((p, st))
             }
             Received::Item(Item::End) => {
                 let unseen = st
@@ -242,26 +240,16 @@ fn receive(shared: Arc<Shared>, rx: Reader<Item>, cut_off: Counter) -> BoxStream
                     .filter(|e| st.last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, e)))
                     .cloned();
                 st.done = true;
-                unseen.map(|e| (copy(&e), st))
+                unseen.map(|e| (e, st))
             }
             Received::Missed(n) => {
                 st.done = true;
                 st.cut_off.inc();
-                Some((lagged(n), st))
+                Some((Arc::new(Payload::new(&lagged(n))), st))
             }
         }
     })
     .boxed()
-}
-
-/// `Response` is not `Clone`; each subscriber gets its own copy of the shared one.
-fn copy(r: &Response) -> Response {
-    let mut out = Response::new(r.data.clone());
-    out.extensions = r.extensions.clone();
-    out.cache_control = r.cache_control;
-    out.errors = r.errors.clone();
-    out.http_headers = r.http_headers.clone();
-    out
 }
 
 fn lagged(missed: u64) -> Response {
@@ -277,14 +265,6 @@ fn lagged(missed: u64) -> Response {
 mod tests {
     use super::*;
 
-    fn code(response: &Response) -> Option<String> {
-        let extensions = response.errors.first()?.extensions.as_ref()?;
-        match extensions.get("code")? {
-            async_graphql::Value::String(code) => Some(code.clone()),
-            _ => None,
-        }
-    }
-
     #[tokio::test]
     async fn a_panicking_execution_ends_its_subscribers_with_an_error() {
         let streams = SharedStreams::new(Counter::default());
@@ -293,12 +273,12 @@ mod tests {
         let panics = |_| stream::poll_fn(|_| -> std::task::Poll<Option<Response>> { panic!("a resolver bug") }).boxed();
         let mut subscriber = streams.subscribe(1, request(), &budget, panics);
         let error = subscriber.next().await.expect("an error, not silence");
-        assert_eq!(code(&error).as_deref(), Some("INTERNAL"), "{error:?}");
+        assert_eq!(error.error_code(), Some("INTERNAL"), "{error:?}");
         assert!(subscriber.next().await.is_none(), "then the end");
         // The dead execution is not joined: a later identical subscription starts anew.
         let answers = |_| stream::once(async { Response::new(async_graphql::Value::Null) }).boxed();
         let mut later = streams.subscribe(1, request(), &budget, answers);
-        assert!(later.next().await.is_some_and(|r| r.errors.is_empty()));
+        assert!(later.next().await.is_some_and(|r| !r.is_error()));
     }
 
     #[tokio::test]
@@ -308,9 +288,9 @@ mod tests {
         let huge = async_graphql::Value::String("m".repeat(MAX_MESSAGE + 1));
         let results = |_| stream::iter([Response::new(async_graphql::Value::Null), Response::new(huge)]).boxed();
         let mut subscriber = streams.subscribe(1, async_graphql::Request::new("subscription { a }"), &budget, results);
-        assert!(subscriber.next().await.is_some_and(|r| r.errors.is_empty()), "a small one passes");
+        assert!(subscriber.next().await.is_some_and(|r| !r.is_error()), "a small one passes");
         let refused = subscriber.next().await.expect("an error instead");
-        assert_eq!(code(&refused).as_deref(), Some("BAD_USER_INPUT"), "{refused:?}");
+        assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"), "{refused:?}");
         assert!(subscriber.next().await.is_none());
     }
 }

@@ -139,25 +139,22 @@ pub(crate) async fn execute_observed(
     response
 }
 
-/// The span of one subscriber's subscription, open for as long as it runs. Its `ended_by`
-/// is the code of the error that ended it (`SUBSCRIBER_LAGGED`, …), empty when the client
-/// or the stream completed it.
-pub(crate) fn subscription_span(metrics: &GraphqlMetrics, request: &mut async_graphql::Request) -> tracing::Span {
+/// The span of one subscriber's subscription, a child of its connection's, open for as long
+/// as it runs. Its `ended_by` is the code of the error that ended it (`SUBSCRIBER_LAGGED`,
+/// …), empty when the client or the stream completed it.
+pub(crate) fn subscription_span(
+    metrics: &GraphqlMetrics,
+    connection: &tracing::Span,
+    request: &mut async_graphql::Request,
+) -> tracing::Span {
     let name = metrics.names.label(operation_name(request));
     tracing::info_span!(
+        parent: connection,
         "graphql.subscription",
         otel.name = %format!("graphql {name}"),
         operation = %name,
         ended_by = tracing::field::Empty,
     )
-}
-
-/// Records on a subscription's span the code of the error that `response` carries, if any.
-pub(crate) fn record_subscription_error(span: &tracing::Span, response: &Response) {
-    let code = response.errors.first().and_then(|e| e.extensions.as_ref()?.get("code"));
-    if let Some(async_graphql::Value::String(code)) = code {
-        span.record("ended_by", code.as_str());
-    }
 }
 
 /// The name async-graphql gives the operation it runs: the one the client chose, else the

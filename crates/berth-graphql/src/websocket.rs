@@ -1,21 +1,26 @@
 //! `/graphql/ws`: GraphQL over WebSocket, speaking `graphql-transport-ws` and the legacy
 //! `graphql-ws`, from `connection_init` to the connection's end: credentials, the protocols'
-//! close codes, the per-connection subscription limit, the per-customer socket limit
-//! (`crate::customer_sockets`), and the end of a session whose credential was revoked
-//! (`crate::sessions`).
+//! messages and close codes, the per-customer socket limit (`crate::customer_sockets`), the
+//! end of a session whose credential was revoked (`crate::sessions`), and the server's
+//! shutdown. Operations are started and tracked by `crate::ws_operations`; what is written
+//! is spelled by `crate::ws_messages`.
 
 use std::net::SocketAddr;
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::http::{ClientMessage, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql_axum::GraphQLProtocol;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use berth_service::auth::Presented;
-use berth_service::{Caller, Error, Service};
+use berth_service::{Caller, Error};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
 
 use crate::http::GraphqlState;
-use crate::{prepare_request, BerthSchema};
+use crate::ws_messages::{WsProtocol, CONNECTION_ACK, PONG};
+use crate::ws_operations::{OperationRunner, Operations};
 
 /// Read buffer of each WebSocket. tungstenite zero-fills it before every read attempt, and
 /// the protocol polls the socket each time the connection's task wakes (every delivery),
@@ -91,13 +96,13 @@ impl WebSocketShutdown {
 /// `/graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`. Credentials
 /// arrive in the `connection_init` payload as `{"Authorization": "Basic …" | "Bearer …"}`
 /// (key matched case-insensitively); a bad or missing one ends the connection with the
-/// protocol's error before any operation runs: `connection_error` on `graphql-ws`, close
-/// 4403 Forbidden on `graphql-transport-ws` (an operation before `connection_init`: 4401,
-/// an invalid message: 4400). A customer already holding its limit of sockets on this
-/// gateway is refused the same way, with 1013 Try Again Later on `graphql-transport-ws`.
-/// A connection not acknowledged within [`WS_INIT_TIMEOUT`] is closed with 4408. Every
-/// operation on the socket runs like one over HTTP: with the caller's per-request
-/// DataLoaders, every error carrying `extensions.code`.
+/// protocol's error before any operation runs: `connection_error` then close 1011 on
+/// `graphql-ws`, close 4403 Forbidden on `graphql-transport-ws` (an operation before
+/// `connection_init`: 4401, an invalid message: 4400, a second `connection_init`: 4429). A
+/// customer already holding its limit of sockets on this gateway is refused the same way,
+/// with 1013 Try Again Later on `graphql-transport-ws`. A connection not acknowledged within
+/// [`WS_INIT_TIMEOUT`] is closed with 4408. Every operation on the socket runs like one over
+/// HTTP: with the caller's per-request DataLoaders, every error carrying `extensions.code`.
 pub(crate) async fn websocket(
     State(state): State<GraphqlState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -106,7 +111,7 @@ pub(crate) async fn websocket(
     _protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let transport_ws = speaks_transport_ws(&headers);
+    let protocol = WsProtocol::offered(&headers).unwrap_or(WsProtocol::Legacy);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // Subscribers mostly listen: a small read buffer (default 128 KiB per socket) keeps
@@ -118,173 +123,262 @@ pub(crate) async fn websocket(
         // that can overtake the close frame.
         .max_frame_size(4 * MAX_MESSAGE)
         .on_upgrade(move |socket| {
-            use tracing::Instrument as _;
             // The connection's span, for as long as it is open: its customer once known, and
-            // the close code it ended with. Its subscriptions' spans are children of it.
+            // the close code it ended with. Its operations' spans are children of it. It is
+            // not entered at each wake-up (each delivery), only where something is traced.
             let span = tracing::info_span!(
                 "graphql.websocket",
                 otel.name = "graphql websocket",
-                protocol = if transport_ws { "graphql-transport-ws" } else { "graphql-ws" },
+                protocol = protocol.name(),
                 customer = tracing::field::Empty,
                 close_code = tracing::field::Empty,
             );
             let open = state.shutdown.open.clone();
-            open.track_future(serve_websocket(socket, state, peer, transport_ws).instrument(span))
+            open.track_future(Connection::new(state, peer, protocol, span).serve(socket))
         })
 }
 
-/// One WebSocket connection, from `connection_init` to its end. Written out (instead of
-/// `GraphQLWebSocket::serve`) for the init timeout and the protocol's close codes.
-async fn serve_websocket(
-    socket: axum::extract::ws::WebSocket,
+/// What the connection writes next.
+enum Reply {
+    Nothing,
+    Text(String),
+    /// Closes the connection with this code and reason.
+    Close(u16, String),
+    /// The legacy protocol's refusal: `connection_error`, then close 1011.
+    Refuse(String),
+    /// The session's credential was revoked, or revocations may have been missed.
+    SessionEnded(crate::sessions::SessionEnd),
+    /// The socket failed: nothing more can be written.
+    Gone,
+}
+
+/// What `connection_init` established.
+struct Accepted {
+    caller: Caller,
+    session: Option<crate::sessions::Session>,
+    /// This socket's place among its customer's, held as long as the connection.
+    _place: crate::customer_sockets::SocketPlace,
+}
+
+/// Why `connection_init` was refused, and what the client is told.
+enum Refused {
+    /// Missing, malformed, wrong or revoked credentials.
+    Credentials(String),
+    /// The customer already holds its limit of sockets on this gateway.
+    TooManySockets(String),
+}
+
+/// One WebSocket connection, from `connection_init` to its end.
+struct Connection {
     state: GraphqlState,
     peer: SocketAddr,
-    transport_ws: bool,
-) {
-    use std::sync::{Arc, OnceLock};
+    protocol: WsProtocol,
+    span: tracing::Span,
+    /// Set once `connection_init` was received (a second one is refused).
+    init_received: bool,
+    accepted: Option<Accepted>,
+    runner: Option<OperationRunner>,
+}
 
-    use async_graphql::http::{WebSocketProtocols, WsMessage};
-    use axum::extract::ws::{CloseFrame, Message};
-    use futures::{SinkExt as _, StreamExt as _};
+impl Connection {
+    fn new(state: GraphqlState, peer: SocketAddr, protocol: WsProtocol, span: tracing::Span) -> Connection {
+        Connection { state, peer, protocol, span, init_received: false, accepted: None, runner: None }
+    }
 
-    let protocol =
-        if transport_ws { WebSocketProtocols::GraphQLWS } else { WebSocketProtocols::SubscriptionsTransportWS };
-    let service = state.service.clone();
-    let executor = WsExecutor {
-        schema: state.schema.clone(),
-        service: state.service.clone(),
-        metrics: state.metrics.clone(),
-        shared: state.shared.clone(),
-        caller: Default::default(),
-        subscriptions: Default::default(),
-        queries: Default::default(),
-        unread: crate::lag_queue::LagBudget::new(MAX_UNREAD_BYTES_PER_SOCKET),
-    };
-    let authenticated = executor.caller.clone();
-    let acknowledged = executor.caller.clone();
-    let refused = Arc::new(OnceLock::<Refusal>::new());
-    let refused_by_init = refused.clone();
-    let session = Arc::new(OnceLock::<crate::sessions::Session>::new());
-    let session_of_init = session.clone();
-    let sessions = state.sessions.clone();
-    // Held as long as the connection: this socket's place among its customer's.
-    let place = Arc::new(OnceLock::<crate::customer_sockets::SocketPlace>::new());
-    let place_of_init = place.clone();
-    let customer_sockets = state.sockets.clone();
-
-    let stopping = state.shutdown.stopping.clone();
-    let running = Arc::new(crate::operation_ids::RunningIds::new(transport_ws));
-    let admitting = running.clone();
-
-    let too_long = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let too_long_seen = too_long.clone();
-
-    let (mut sink, stream) = socket.split();
-    // Text and binary frames are protocol messages; a read error ends the connection, and so
-    // does an operation under an id too long, or running (graphql-transport-ws: before it
-    // replaces the running one).
-    let input = stream
-        .take_while(move |frame| {
-            if frame.as_ref().is_err_and(is_too_long) {
-                too_long_seen.store(true, std::sync::atomic::Ordering::Release);
+    async fn serve(mut self, mut socket: WebSocket) {
+        let stopping = self.state.shutdown.stopping.clone().cancelled_owned();
+        let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
+        tokio::pin!(stopping, init_deadline);
+        let mut operations = Operations::new(self.protocol);
+        // While `connection_init` is checked, nothing else is read (as the protocols expect).
+        let mut initialising: Option<BoxFuture<'static, Result<Accepted, Refused>>> = None;
+        loop {
+            let session = self.accepted.as_ref().and_then(|a| a.session.as_ref());
+            let ended = std::future::poll_fn(|cx| match session {
+                Some(session) => session.poll_ended(cx),
+                None => std::task::Poll::Pending,
+            });
+            let reply = tokio::select! {
+                biased;
+                () = &mut stopping => Reply::Close(1001, "Going Away: the server is stopping".to_owned()),
+                why = ended => Reply::SessionEnded(why),
+                outcome = async { initialising.as_mut().expect("guarded").await }, if initialising.is_some() => {
+                    initialising = None;
+                    self.initialised(outcome)
+                }
+                Some(message) = operations.next(), if !operations.is_empty() => Reply::Text(message),
+                frame = socket.recv(), if initialising.is_none() => match frame {
+                    Some(Ok(Message::Text(text))) => self.client_message(text.as_bytes(), &mut operations, &mut initialising),
+                    Some(Ok(Message::Binary(data))) => self.client_message(&data, &mut operations, &mut initialising),
+                    // Pings are answered by tungstenite; a close frame is answered, then the
+                    // stream ends.
+                    Some(Ok(_)) => Reply::Nothing,
+                    Some(Err(e)) if is_too_long(&e) => {
+                        Reply::Close(1009, format!("Message Too Big: at most {MAX_MESSAGE} bytes"))
+                    }
+                    Some(Err(_)) => Reply::Gone,
+                    // The client ended the connection; it still gets a close frame of ours.
+                    None => Reply::Close(1000, String::new()),
+                },
+                () = &mut init_deadline, if self.accepted.is_none() => {
+                    Reply::Close(4408, "Connection initialisation timeout".to_owned())
+                }
+            };
+            let text = match reply {
+                Reply::Nothing => continue,
+                Reply::Text(text) => text,
+                Reply::Close(code, reason) => return self.close(&mut socket, code, reason).await,
+                Reply::Refuse(message) => {
+                    if self.send(&mut socket, crate::ws_messages::connection_error(&message)).await {
+                        self.close(&mut socket, 1011, String::new()).await;
+                    }
+                    return;
+                }
+                Reply::SessionEnded(why) => return self.end_session(&mut socket, why).await,
+                Reply::Gone => return,
+            };
+            if !self.send(&mut socket, text).await {
+                return;
             }
-            std::future::ready(frame.is_ok())
-        })
-        .filter_map(|frame| {
-            std::future::ready(match frame {
-                Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
-                _ => None,
-            })
-        })
-        .take_while(move |data| std::future::ready(admitting.admit(data)));
-    let output =
-        async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(move |payload| async move {
-            let caller = async {
+        }
+    }
+
+    /// Writes one message; `false` when the client is gone or has not read for
+    /// [`WRITE_STALL`].
+    async fn send(&self, socket: &mut WebSocket, text: String) -> bool {
+        matches!(tokio::time::timeout(WRITE_STALL, socket.send(Message::Text(text.into()))).await, Ok(Ok(())))
+    }
+
+    async fn close(&self, socket: &mut WebSocket, code: u16, reason: String) {
+        self.span.record("close_code", code);
+        let close = CloseFrame { code, reason: close_reason(reason).into() };
+        let _ = tokio::time::timeout(WRITE_STALL, socket.send(Message::Close(Some(close)))).await;
+    }
+
+    /// Closes a session whose credential was revoked (4403, as a refused `connection_init`),
+    /// or which may have missed a revocation (1012: reconnect and authenticate again). The
+    /// legacy protocol hears why in a `connection_error` first.
+    async fn end_session(&self, socket: &mut WebSocket, why: crate::sessions::SessionEnd) {
+        let (code, reason) = match why {
+            crate::sessions::SessionEnd::Revoked => (4403, "Forbidden: credentials revoked"),
+            crate::sessions::SessionEnd::Interrupted => (1012, "events may have been missed: reconnect"),
+        };
+        if self.protocol == WsProtocol::Legacy && !self.send(socket, crate::ws_messages::connection_error(reason)).await
+        {
+            return;
+        }
+        self.close(socket, code, reason.to_owned()).await;
+    }
+
+    /// Reads one client message.
+    fn client_message(
+        &mut self,
+        data: &[u8],
+        operations: &mut Operations,
+        initialising: &mut Option<BoxFuture<'static, Result<Accepted, Refused>>>,
+    ) -> Reply {
+        let transport_ws = self.protocol == WsProtocol::TransportWs;
+        let message = match ClientMessage::from_bytes(data) {
+            Ok(message) => message,
+            Err(e) => return Reply::Close(if transport_ws { 4400 } else { 1002 }, e.to_string()),
+        };
+        match message {
+            ClientMessage::ConnectionInit { payload } => {
+                if std::mem::replace(&mut self.init_received, true) {
+                    return match self.protocol {
+                        WsProtocol::TransportWs => Reply::Close(4429, "Too many initialisation requests".to_owned()),
+                        WsProtocol::Legacy => Reply::Refuse("Too many initialisation requests.".to_owned()),
+                    };
+                }
+                *initialising = Some(self.initialise(payload.unwrap_or_default()));
+                Reply::Nothing
+            }
+            ClientMessage::Start { id, payload } => {
+                // The id is kept while the operation runs and repeated in each of its
+                // messages (a 1 MB id made one alarm a 95 MB write per socket).
+                if id.len() > MAX_OPERATION_ID {
+                    return Reply::Close(4400, format!("operation id longer than {MAX_OPERATION_ID} bytes"));
+                }
+                let Some(runner) = &self.runner else {
+                    return match self.protocol {
+                        WsProtocol::TransportWs => Reply::Close(4401, "Unauthorized".to_owned()),
+                        WsProtocol::Legacy => Reply::Close(1011, "The handshake is not completed.".to_owned()),
+                    };
+                };
+                // graphql-transport-ws refuses a running id (its client would otherwise wait
+                // for results that never come); the legacy protocol replaces the operation, as
+                // its reference server did.
+                if transport_ws && operations.is_running(&id) {
+                    return Reply::Close(4409, format!("Subscriber for {id} already exists"));
+                }
+                operations.start(&id, runner.start(payload));
+                Reply::Nothing
+            }
+            ClientMessage::Stop { id } => operations.stop(&id).map_or(Reply::Nothing, Reply::Text),
+            ClientMessage::ConnectionTerminate => Reply::Close(1000, String::new()),
+            ClientMessage::Ping { .. } => Reply::Text(PONG.to_owned()),
+            ClientMessage::Pong { .. } => Reply::Nothing,
+        }
+    }
+
+    /// Checks `connection_init`'s credentials and takes the socket's place among its
+    /// customer's.
+    fn initialise(&self, payload: serde_json::Value) -> BoxFuture<'static, Result<Accepted, Refused>> {
+        use tracing::Instrument as _;
+        let (state, peer) = (self.state.clone(), self.peer);
+        async move {
+            let checked = async {
                 let presented =
                     authorization_in(&payload).and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
                 // Registered before the check, so that no revocation slips in between.
-                let registered = presented.credential().map(|credential| sessions.open(&service, credential));
-                let caller = service.authenticate(&presented, peer.ip()).await?;
-                if let Some(registered) = registered {
-                    let _ = session_of_init.set(registered);
-                }
-                Ok(caller)
+                let session =
+                    presented.credential().map(|credential| state.sessions.open(&state.service, credential));
+                let caller = state.service.authenticate(&presented, peer.ip()).await?;
+                Ok::<_, Error>((caller, session))
             };
-            let caller = match caller.await {
-                Ok(caller) => caller,
-                Err(e) => {
-                    let _ = refused_by_init.set(Refusal::Credentials);
-                    return Err(crate::gql_error(e));
-                }
-            };
-            let Some(taken) = customer_sockets.take(caller.customer_id) else {
-                let _ = refused_by_init.set(Refusal::TooManySockets);
-                return Err(too_many_sockets(customer_sockets.limit()));
-            };
-            let _ = place_of_init.set(taken);
-            tracing::Span::current().record("customer", caller.customer_id);
-            let _ = authenticated.set(caller);
-            let mut data = async_graphql::Data::default();
-            data.insert(caller);
-            Ok(data)
-        });
-    futures::pin_mut!(output);
-    // Legacy protocol: whether the connection was refused (`connection_error`), which its
-    // close then says (1011).
-    let mut connection_error_sent = false;
-    let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
-    tokio::pin!(init_deadline);
-    loop {
-        let ended = std::future::poll_fn(|cx| match session.get() {
-            Some(session) => session.poll_ended(cx),
-            // Not authenticated yet: the acknowledgement wakes this loop again.
-            None => std::task::Poll::Pending,
-        });
-        let message = tokio::select! {
-            message = output.next() => match message {
-                Some(message) => message,
-                None => match running.refusal() {
-                    // The input ended at an operation under a running or too long id.
-                    Some((code, reason)) => WsMessage::Close(code, reason),
-                    None if too_long.load(std::sync::atomic::Ordering::Acquire) => {
-                        WsMessage::Close(1009, format!("Message Too Big: at most {MAX_MESSAGE} bytes"))
-                    }
-                    // async-graphql just ends the connection (after a legacy
-                    // `connection_error`, or `connection_terminate`); the legacy protocol's
-                    // reference server closed it, with 1011 after an error, so clients see
-                    // a close, not an abnormal end.
-                    None => WsMessage::Close(if connection_error_sent { 1011 } else { 1000 }, String::new()),
-                },
+            let (caller, session) = checked.await.map_err(|e| Refused::Credentials(crate::gql_error(e).message))?;
+            let place = state.sockets.take(caller.customer_id).ok_or_else(|| {
+                let limit = state.sockets.limit();
+                Refused::TooManySockets(format!(
+                    "too many WebSockets: at most {limit} may be open at once per customer; close one, or try again later"
+                ))
+            })?;
+            Ok(Accepted { caller, session, _place: place })
+        }
+        .instrument(self.span.clone())
+        .boxed()
+    }
+
+    /// The answer to `connection_init`, once checked.
+    fn initialised(&mut self, outcome: Result<Accepted, Refused>) -> Reply {
+        match outcome {
+            Ok(accepted) => {
+                self.span.record("customer", accepted.caller.customer_id);
+                self.runner = Some(OperationRunner {
+                    schema: self.state.schema.clone(),
+                    service: self.state.service.clone(),
+                    metrics: self.state.metrics.clone(),
+                    shared: self.state.shared.clone(),
+                    caller: accepted.caller,
+                    span: self.span.clone(),
+                    subscriptions: Default::default(),
+                    queries: Default::default(),
+                    unread: crate::lag_queue::LagBudget::new(MAX_UNREAD_BYTES_PER_SOCKET),
+                });
+                self.accepted = Some(accepted);
+                Reply::Text(CONNECTION_ACK.to_owned())
+            }
+            // graphql-transport-ws: 4403 for credentials; 1013 Try Again Later for a customer
+            // over its socket limit, which clients such as `graphql-ws` retry (4403 they take
+            // as final).
+            Err(Refused::Credentials(message)) => match self.protocol {
+                WsProtocol::TransportWs => Reply::Close(4403, format!("Forbidden: {message}")),
+                WsProtocol::Legacy => Reply::Refuse(message),
             },
-            _ = &mut init_deadline, if acknowledged.get().is_none() => {
-                WsMessage::Close(4408, "Connection initialisation timeout".to_owned())
-            }
-            _ = stopping.cancelled() => WsMessage::Close(1001, "Going Away: the server is stopping".to_owned()),
-            why = ended => {
-                end_session(&mut sink, why, transport_ws).await;
-                break;
-            }
-        };
-        let frame = match message {
-            WsMessage::Text(text) => {
-                if transport_ws {
-                    running.sent(&text);
-                } else {
-                    connection_error_sent |= text.starts_with(r#"{"type":"connection_error""#);
-                }
-                Message::Text(text.into())
-            }
-            WsMessage::Close(code, reason) => {
-                let (code, reason) =
-                    if transport_ws { transport_ws_close(code, reason, &refused) } else { (code, reason) };
-                tracing::Span::current().record("close_code", code);
-                let close = CloseFrame { code, reason: close_reason(reason).into() };
-                let _ = sink.send(Message::Close(Some(close))).await;
-                break;
-            }
-        };
-        if !matches!(tokio::time::timeout(WRITE_STALL, sink.send(frame)).await, Ok(Ok(()))) {
-            break;
+            Err(Refused::TooManySockets(message)) => match self.protocol {
+                WsProtocol::TransportWs => Reply::Close(1013, message),
+                WsProtocol::Legacy => Reply::Refuse(message),
+            },
         }
     }
 }
@@ -294,74 +388,6 @@ async fn serve_websocket(
 fn is_too_long(error: &axum::Error) -> bool {
     use std::error::Error as _;
     matches!(error.source().and_then(|e| e.downcast_ref()), Some(tungstenite::Error::Capacity(_)))
-}
-
-/// Closes a session whose credential was revoked (4403, as a refused `connection_init`), or
-/// which may have missed a revocation (1012: reconnect and authenticate again). The legacy
-/// protocol hears why in a `connection_error` first.
-async fn end_session(
-    sink: &mut futures::stream::SplitSink<axum::extract::ws::WebSocket, axum::extract::ws::Message>,
-    why: crate::sessions::SessionEnd,
-    transport_ws: bool,
-) {
-    use axum::extract::ws::{CloseFrame, Message};
-    use futures::SinkExt as _;
-
-    let (code, reason) = match why {
-        crate::sessions::SessionEnd::Revoked => (4403, "Forbidden: credentials revoked"),
-        crate::sessions::SessionEnd::Interrupted => (1012, "events may have been missed: reconnect"),
-    };
-    if !transport_ws {
-        let error = serde_json::json!({ "type": "connection_error", "payload": { "message": reason } });
-        let _ = sink.send(Message::Text(error.to_string().into())).await;
-    }
-    tracing::Span::current().record("close_code", code);
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-}
-
-/// Whether the upgrade speaks `graphql-transport-ws` (chosen as `GraphQLProtocol` chooses:
-/// the first protocol offered that is known).
-fn speaks_transport_ws(headers: &HeaderMap) -> bool {
-    use async_graphql::http::WebSocketProtocols;
-    headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|offered| offered.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok()))
-        == Some(WebSocketProtocols::GraphQLWS)
-}
-
-/// Why `connection_init` was refused.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    /// Missing, malformed, wrong or revoked credentials.
-    Credentials,
-    /// The customer already holds its limit of sockets on this gateway.
-    TooManySockets,
-}
-
-/// The refusal of a socket over its customer's limit; the client may retry once it closed
-/// another. Only the message reaches the client (the close reason, or `connection_error`).
-fn too_many_sockets(limit: usize) -> async_graphql::Error {
-    async_graphql::Error::new(format!(
-        "too many WebSockets: at most {limit} may be open at once per customer; close one, or try again later"
-    ))
-}
-
-/// The close codes `graphql-transport-ws` prescribes, where async-graphql uses generic ones:
-/// refused credentials 4403 (it closes with 1002), an operation before the connection is
-/// acknowledged 4401 (1011), an invalid message 4400 (1002). A customer over its socket
-/// limit gets 1013 Try Again Later, which clients such as `graphql-ws` retry, not 4403,
-/// which they take as final.
-fn transport_ws_close(code: u16, reason: String, refused: &std::sync::OnceLock<Refusal>) -> (u16, String) {
-    match code {
-        1002 => match refused.get() {
-            Some(Refusal::Credentials) => (4403, format!("Forbidden: {reason}")),
-            Some(Refusal::TooManySockets) => (1013, reason),
-            None => (4400, reason),
-        },
-        1011 => (4401, "Unauthorized".to_owned()),
-        other => (other, reason),
-    }
 }
 
 /// A close frame's reason is at most 123 bytes.
@@ -374,164 +400,6 @@ fn close_reason(mut reason: String) -> String {
         reason.truncate(end);
     }
     reason
-}
-
-/// Runs the operations of one WebSocket connection as `execute` runs one over HTTP: the
-/// authenticated caller and its own DataLoaders in every request, `extensions.code` on every
-/// error.
-#[derive(Clone)]
-struct WsExecutor {
-    schema: BerthSchema,
-    service: Service,
-    metrics: crate::GraphqlMetrics,
-    shared: crate::shared_streams::SharedStreams,
-    /// Set once `connection_init` authenticated; async-graphql runs no operation before.
-    caller: std::sync::Arc<std::sync::OnceLock<Caller>>,
-    /// Subscriptions of this connection whose streams are alive.
-    subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// Queries and mutations of this connection not answered yet.
-    queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// What this connection's subscriptions have not read yet.
-    unread: std::sync::Arc<crate::lag_queue::LagBudget>,
-}
-
-/// One of a connection's [`MAX_SUBSCRIPTIONS_PER_SOCKET`] (or [`MAX_QUERIES_PER_SOCKET`])
-/// places, held by an operation's stream and given back when the stream ends or is dropped
-/// (its answer, client `complete`/`stop`, the connection's end).
-struct OperationPlace(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl OperationPlace {
-    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Option<OperationPlace> {
-        use std::sync::atomic::Ordering;
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
-            .ok()
-            .map(|_| OperationPlace(count.clone()))
-    }
-}
-
-impl Drop for OperationPlace {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-/// The one answer to a subscription over the connection's limit.
-fn too_many_subscriptions() -> async_graphql::Response {
-    let message = format!(
-        "at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions may run at once on one connection: \
-         complete one, or open another connection"
-    );
-    refused_operation(message, "TOO_MANY_SUBSCRIPTIONS")
-}
-
-/// The one answer to a query or mutation over the connection's limit.
-fn too_many_queries() -> async_graphql::Response {
-    let message = format!(
-        "at most {MAX_QUERIES_PER_SOCKET} queries and mutations may run at once on one connection: \
-         wait for their answers"
-    );
-    refused_operation(message, "TOO_MANY_OPERATIONS")
-}
-
-fn bad_user_input(message: String) -> async_graphql::Response {
-    refused_operation(message, crate::ErrorCode::BadUserInput.as_str())
-}
-
-/// An operation's only answer, as its stream.
-fn answer_once(response: async_graphql::Response) -> futures::stream::BoxStream<'static, async_graphql::Response> {
-    use futures::StreamExt as _;
-    futures::stream::once(async { response }).boxed()
-}
-
-/// The one answer to an operation refused before it runs, with its `extensions.code`.
-fn refused_operation(message: String, code: &str) -> async_graphql::Response {
-    let mut error = async_graphql::ServerError::new(message, None);
-    let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", code);
-    error.extensions = Some(extensions);
-    async_graphql::Response::from_errors(vec![error])
-}
-
-impl WsExecutor {
-    /// Runs a prepared query or mutation as `/graphql` runs one.
-    async fn execute_prepared(&self, request: async_graphql::Request) -> async_graphql::Response {
-        let mut response = crate::telemetry::execute_observed(&self.schema, &self.metrics, request).await;
-        crate::error::ensure_codes(&mut response);
-        response
-    }
-}
-
-impl async_graphql::Executor for WsExecutor {
-    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        if let Some(problem) = crate::operation::nesting_problem(&request.query) {
-            return bad_user_input(problem);
-        }
-        let request = prepare_request(request, &self.service, self.caller.get().copied());
-        self.execute_prepared(request).await
-    }
-
-    fn execute_stream(
-        &self,
-        request: async_graphql::Request,
-        session_data: Option<std::sync::Arc<async_graphql::Data>>,
-    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
-        use futures::StreamExt as _;
-        let caller = self.caller.get().copied();
-        if let Some(problem) = crate::operation::nesting_problem(&request.query) {
-            return answer_once(bad_user_input(problem));
-        }
-        let mut request = prepare_request(request, &self.service, caller);
-        let document = request.query.len() + crate::shared_streams::json_len(&request.variables);
-        if document > MAX_SUBSCRIPTION_DOCUMENT && crate::shared_streams::is_subscription(&mut request) {
-            return answer_once(bad_user_input(format!(
-                "a subscription's document and variables may be at most {MAX_SUBSCRIPTION_DOCUMENT} bytes; \
-                 this one is {document}"
-            )));
-        }
-        if let Some(problem) = crate::operation::subscription_root_problem(&mut request) {
-            return answer_once(bad_user_input(problem));
-        }
-        let Some(c) = caller.filter(|_| crate::shared_streams::is_subscription(&mut request)) else {
-            // Queries and mutations (both protocols send them as subscriptions) answer once,
-            // with the span, latency and error count they get over HTTP.
-            let Some(place) = OperationPlace::take(&self.queries, MAX_QUERIES_PER_SOCKET) else {
-                return answer_once(too_many_queries());
-            };
-            let this = self.clone();
-            return futures::stream::once(async move {
-                let _held = place;
-                this.execute_prepared(request).await
-            })
-            .boxed();
-        };
-        let Some(place) = OperationPlace::take(&self.subscriptions, MAX_SUBSCRIPTIONS_PER_SOCKET) else {
-            return answer_once(too_many_subscriptions());
-        };
-        let open = self.metrics.open_subscription();
-        let span = crate::telemetry::subscription_span(&self.metrics, &mut request);
-        let run = {
-            let schema = self.schema.clone();
-            move |request: async_graphql::Request| {
-                schema
-                    .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-                    .map(|mut response| {
-                        crate::error::ensure_codes(&mut response);
-                        response
-                    })
-                    .boxed()
-            }
-        };
-        // Identical subscriptions of one customer share one execution.
-        self.shared
-            .subscribe(c.customer_id, request, &self.unread, run)
-            .map(move |response| {
-                let _held = (&open, &place);
-                crate::telemetry::record_subscription_error(&span, &response);
-                response
-            })
-            .boxed()
-    }
 }
 
 fn authorization_in(payload: &serde_json::Value) -> Option<&str> {
