@@ -32,7 +32,7 @@ pub(crate) struct GraphqlParts {
     pub(crate) shared: crate::shared_streams::SharedStreams,
     pub(crate) sessions: crate::sessions::Sessions,
     pub(crate) sockets: crate::customer_sockets::CustomerSockets,
-    pub(crate) shutdown: crate::websocket::WebSocketShutdown,
+    pub(crate) shutdown: crate::connection_end::WebSocketShutdown,
 }
 
 /// What the operator sets for the GraphQL routes.
@@ -41,7 +41,7 @@ pub struct GraphqlOptions {
     /// WebSockets one customer may hold open at once on this gateway.
     pub max_websockets_per_customer: usize,
     /// Closes the WebSockets when the gateway stops.
-    pub shutdown: crate::websocket::WebSocketShutdown,
+    pub shutdown: crate::connection_end::WebSocketShutdown,
 }
 
 impl Default for GraphqlOptions {

@@ -7,6 +7,7 @@
 
 mod account;
 mod alarms;
+mod connection_end;
 mod containers;
 pub(crate) mod cursor;
 mod custom_distros;
@@ -36,12 +37,13 @@ mod ws_operations;
 use async_graphql::{MergedObject, Schema};
 use berth_service::{Caller, Service};
 
+pub use connection_end::WebSocketShutdown;
 pub use customer_sockets::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER;
 pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::{router, GraphqlOptions};
 pub use loaders::{set_loader_delay, LOADER_DELAY};
 pub use telemetry::GraphqlMetrics;
-pub use websocket::{WebSocketShutdown, MAX_SUBSCRIPTIONS_PER_SOCKET, WS_READ_BUFFER};
+pub use websocket::{MAX_SUBSCRIPTIONS_PER_SOCKET, WS_READ_BUFFER};
 
 #[derive(MergedObject, Default)]
 pub struct Query(

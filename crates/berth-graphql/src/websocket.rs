@@ -18,6 +18,7 @@ use berth_service::{Caller, Error};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 
+use crate::connection_end::{EndReason, OpenConnection};
 use crate::http::GraphqlState;
 use crate::ws_messages::{WsProtocol, CONNECTION_ACK, PONG};
 use crate::ws_operations::{OperationRunner, Operations};
@@ -70,29 +71,6 @@ pub const MAX_SUBSCRIPTION_DOCUMENT: usize = 16 * 1024;
 /// How long a WebSocket may stay open without a successful `connection_init`.
 pub const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Closes this gateway's WebSockets when it stops: each gets 1001 Going Away, so clients
-/// reconnect at once (to another gateway, if there is one) instead of seeing the
-/// connection drop.
-#[derive(Debug, Clone, Default)]
-pub struct WebSocketShutdown {
-    stopping: tokio_util::sync::CancellationToken,
-    open: tokio_util::task::TaskTracker,
-}
-
-impl WebSocketShutdown {
-    /// Tells every open WebSocket to close; one opened from now on closes at once.
-    pub fn begin(&self) {
-        self.stopping.cancel();
-        self.open.close();
-    }
-
-    /// Waits until every WebSocket has closed, at most `grace` (a client that does not read
-    /// may never take its close frame); whether all did.
-    pub async fn finished(&self, grace: std::time::Duration) -> bool {
-        tokio::time::timeout(grace, self.open.wait()).await.is_ok()
-    }
-}
-
 /// `/graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`. Credentials
 /// arrive in the `connection_init` payload as `{"Authorization": "Basic …" | "Bearer …"}`
 /// (key matched case-insensitively); a bad or missing one ends the connection with the
@@ -133,8 +111,9 @@ pub(crate) async fn websocket(
                 customer = tracing::field::Empty,
                 close_code = tracing::field::Empty,
             );
-            let open = state.shutdown.open.clone();
-            open.track_future(Connection::new(state, peer, protocol, span).serve(socket))
+            let shutdown = state.shutdown.clone();
+            let open = shutdown.open();
+            shutdown.track(Connection::new(state, peer, protocol, span, open).serve(socket))
         })
 }
 
@@ -146,8 +125,8 @@ enum Reply {
     Close(u16, String),
     /// The legacy protocol's refusal: `connection_error`, then close 1011.
     Refuse(String),
-    /// The session's credential was revoked, or revocations may have been missed.
-    SessionEnded(crate::sessions::SessionEnd),
+    /// Told to end from outside: a revoked credential, missed revocations, the server stopping.
+    Ended(EndReason),
     /// The socket failed: nothing more can be written.
     Gone,
 }
@@ -155,7 +134,8 @@ enum Reply {
 /// What `connection_init` established.
 struct Accepted {
     caller: Caller,
-    session: Option<crate::sessions::Session>,
+    /// Its credential's registration, which a revocation finds (left with the connection).
+    _session: Option<crate::sessions::Session>,
     /// This socket's place among its customer's, held as long as the connection.
     _place: crate::customer_sockets::SocketPlace,
 }
@@ -174,6 +154,8 @@ struct Connection {
     peer: SocketAddr,
     protocol: WsProtocol,
     span: tracing::Span,
+    /// Its place among the gateway's open connections, and how it is told to end.
+    open: OpenConnection,
     /// Set once `connection_init` was received (a second one is refused).
     init_received: bool,
     accepted: Option<Accepted>,
@@ -181,27 +163,27 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(state: GraphqlState, peer: SocketAddr, protocol: WsProtocol, span: tracing::Span) -> Connection {
-        Connection { state, peer, protocol, span, init_received: false, accepted: None, runner: None }
+    fn new(
+        state: GraphqlState,
+        peer: SocketAddr,
+        protocol: WsProtocol,
+        span: tracing::Span,
+        open: OpenConnection,
+    ) -> Connection {
+        Connection { state, peer, protocol, span, open, init_received: false, accepted: None, runner: None }
     }
 
     async fn serve(mut self, mut socket: WebSocket) {
-        let stopping = self.state.shutdown.stopping.clone().cancelled_owned();
         let init_deadline = tokio::time::sleep(WS_INIT_TIMEOUT);
-        tokio::pin!(stopping, init_deadline);
+        tokio::pin!(init_deadline);
+        let end = self.open.end.clone();
         let mut operations = Operations::new(self.protocol);
         // While `connection_init` is checked, nothing else is read (as the protocols expect).
         let mut initialising: Option<BoxFuture<'static, Result<Accepted, Refused>>> = None;
         loop {
-            let session = self.accepted.as_ref().and_then(|a| a.session.as_ref());
-            let ended = std::future::poll_fn(|cx| match session {
-                Some(session) => session.poll_ended(cx),
-                None => std::task::Poll::Pending,
-            });
             let reply = tokio::select! {
                 biased;
-                () = &mut stopping => Reply::Close(1001, "Going Away: the server is stopping".to_owned()),
-                why = ended => Reply::SessionEnded(why),
+                why = std::future::poll_fn(|cx| end.poll(cx)) => Reply::Ended(why),
                 outcome = async { initialising.as_mut().expect("guarded").await }, if initialising.is_some() => {
                     initialising = None;
                     self.initialised(outcome)
@@ -234,7 +216,7 @@ impl Connection {
                     }
                     return;
                 }
-                Reply::SessionEnded(why) => return self.end_session(&mut socket, why).await,
+                Reply::Ended(why) => return self.end(&mut socket, why).await,
                 Reply::Gone => return,
             };
             if !self.send(&mut socket, text).await {
@@ -255,15 +237,19 @@ impl Connection {
         let _ = tokio::time::timeout(WRITE_STALL, socket.send(Message::Close(Some(close)))).await;
     }
 
-    /// Closes a session whose credential was revoked (4403, as a refused `connection_init`),
-    /// or which may have missed a revocation (1012: reconnect and authenticate again). The
-    /// legacy protocol hears why in a `connection_error` first.
-    async fn end_session(&self, socket: &mut WebSocket, why: crate::sessions::SessionEnd) {
+    /// Closes a connection told to end: a session whose credential was revoked (4403, as a
+    /// refused `connection_init`), or which may have missed a revocation (1012: reconnect and
+    /// authenticate again), the legacy protocol hearing why in a `connection_error` first;
+    /// or every connection of a stopping gateway (1001).
+    async fn end(&self, socket: &mut WebSocket, why: EndReason) {
         let (code, reason) = match why {
-            crate::sessions::SessionEnd::Revoked => (4403, "Forbidden: credentials revoked"),
-            crate::sessions::SessionEnd::Interrupted => (1012, "events may have been missed: reconnect"),
+            EndReason::Revoked => (4403, "Forbidden: credentials revoked"),
+            EndReason::Interrupted => (1012, "events may have been missed: reconnect"),
+            EndReason::ServerStopping => (1001, "Going Away: the server is stopping"),
         };
-        if self.protocol == WsProtocol::Legacy && !self.send(socket, crate::ws_messages::connection_error(reason)).await
+        if self.protocol == WsProtocol::Legacy
+            && why != EndReason::ServerStopping
+            && !self.send(socket, crate::ws_messages::connection_error(reason)).await
         {
             return;
         }
@@ -325,14 +311,14 @@ impl Connection {
     /// customer's.
     fn initialise(&self, payload: serde_json::Value) -> BoxFuture<'static, Result<Accepted, Refused>> {
         use tracing::Instrument as _;
-        let (state, peer) = (self.state.clone(), self.peer);
+        let (state, peer, end) = (self.state.clone(), self.peer, self.open.end.clone());
         async move {
             let checked = async {
                 let presented =
                     authorization_in(&payload).and_then(Presented::from_authorization).ok_or(Error::Unauthenticated)?;
                 // Registered before the check, so that no revocation slips in between.
                 let session =
-                    presented.credential().map(|credential| state.sessions.open(&state.service, credential));
+                    presented.credential().map(|credential| state.sessions.open(&state.service, credential, end));
                 let caller = state.service.authenticate(&presented, peer.ip()).await?;
                 Ok::<_, Error>((caller, session))
             };
@@ -343,7 +329,7 @@ impl Connection {
                     "too many WebSockets: at most {limit} may be open at once per customer; close one, or try again later"
                 ))
             })?;
-            Ok(Accepted { caller, session, _place: place })
+            Ok(Accepted { caller, _session: session, _place: place })
         }
         .instrument(self.span.clone())
         .boxed()

@@ -2,13 +2,12 @@
 //! before it runs, identical subscriptions shared), and the running ones by id, whose
 //! results the connection writes as they come.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_graphql::Response;
 use berth_service::{Caller, Service};
-use futures::stream::{self, AbortHandle, Abortable, BoxStream, SelectAll};
+use futures::stream::{self, BoxStream};
 use futures::StreamExt as _;
 
 use crate::websocket::{MAX_QUERIES_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET, MAX_SUBSCRIPTION_DOCUMENT};
@@ -96,97 +95,91 @@ impl OperationRunner {
     }
 }
 
-/// What a running operation gives the connection: a result, or its end.
-pub(crate) enum Event {
-    Result(Arc<Payload>),
-    End,
-}
-
-/// A connection's running operations by id, and the stream of all their events.
+/// A connection's running operations, polled together.
+///
+/// Each wake-up of the connection polls them all, from a turn that moves on so none
+/// starves the others: with the usual one or few per connection that is cheaper than a
+/// `SelectAll` (its own waker per operation, and an abort handle each to stop one), and a
+/// stopped operation is dropped at once, giving back its place and unread bytes.
 pub(crate) struct Operations {
     protocol: WsProtocol,
-    running: HashMap<Arc<str>, Running>,
-    events: SelectAll<BoxStream<'static, (Arc<str>, u64, Event)>>,
-    started: u64,
+    running: Vec<Running>,
+    turn: usize,
 }
 
 struct Running {
-    /// Tells this run apart from a later one under the same id (the legacy protocol
-    /// replaces a running operation).
-    run: u64,
-    stop: AbortHandle,
+    id: Box<str>,
+    results: BoxStream<'static, Arc<Payload>>,
     messages: OperationMessages,
     answered: bool,
 }
 
 impl Operations {
     pub(crate) fn new(protocol: WsProtocol) -> Operations {
-        Operations { protocol, running: HashMap::new(), events: SelectAll::new(), started: 0 }
+        Operations { protocol, running: Vec::new(), turn: 0 }
     }
 
     pub(crate) fn is_running(&self, id: &str) -> bool {
-        self.running.contains_key(id)
+        self.position(id).is_some()
     }
 
     /// Whether no operation is running (then [`Operations::next`] has nothing to wait for).
     pub(crate) fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.running.is_empty()
     }
 
-    /// Runs `results` under `id`, stopping whatever ran under it.
+    fn position(&self, id: &str) -> Option<usize> {
+        self.running.iter().position(|r| &*r.id == id)
+    }
+
+    /// Runs `results` under `id`, dropping whatever ran under it.
     pub(crate) fn start(&mut self, id: &str, results: BoxStream<'static, Arc<Payload>>) {
         self.stop(id);
-        self.started += 1;
-        let (run, id): (u64, Arc<str>) = (self.started, id.into());
-        let (stop, registration) = AbortHandle::new_pair();
-        let tagged = {
-            let id = id.clone();
-            results.map(move |payload| (id.clone(), run, Event::Result(payload)))
-        };
-        let end = stream::once(std::future::ready((id.clone(), run, Event::End)));
-        self.events.push(Abortable::new(tagged.chain(end), registration).boxed());
-        let messages = OperationMessages::new(self.protocol, &id);
-        self.running.insert(id, Running { run, stop, messages, answered: false });
+        let messages = OperationMessages::new(self.protocol, id);
+        self.running.push(Running { id: id.into(), results, messages, answered: false });
     }
 
     /// Stops operation `id` at the client's request; its `complete`, if it was running.
     pub(crate) fn stop(&mut self, id: &str) -> Option<String> {
-        let running = self.running.remove(id)?;
-        running.stop.abort();
-        Some(running.messages.complete())
+        let stopped = self.running.swap_remove(self.position(id)?);
+        Some(stopped.messages.complete())
     }
 
-    /// The next message to write for a running operation. `None` once none runs; pending
-    /// while none has anything to say.
+    /// The next message to write for a running operation; `None` once none runs.
     pub(crate) async fn next(&mut self) -> Option<String> {
-        loop {
-            let (id, run, event) = self.events.next().await?;
-            if let Some(message) = self.message(&id, run, event) {
-                return Some(message);
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<String>> {
+        use std::task::Poll;
+        let count = self.running.len();
+        if count == 0 {
+            return Poll::Ready(None);
+        }
+        for k in 0..count {
+            let i = (self.turn + k) % count;
+            match self.running[i].results.poll_next_unpin(cx) {
+                Poll::Ready(Some(payload)) => {
+                    self.turn = i + 1;
+                    return Poll::Ready(Some(self.message(i, &payload)));
+                }
+                Poll::Ready(None) => return Poll::Ready(Some(self.running.swap_remove(i).messages.complete())),
+                Poll::Pending => {}
             }
         }
+        Poll::Pending
     }
 
-    fn message(&mut self, id: &str, run: u64, event: Event) -> Option<String> {
-        let running = self.running.get_mut(id).filter(|r| r.run == run)?;
-        match event {
-            Event::Result(payload) => {
-                let first = !std::mem::replace(&mut running.answered, true);
-                match payload.request_errors() {
-                    // Refused before it ran: graphql-transport-ws ends it with `error`, and no
-                    // `complete` follows.
-                    Some(errors) if first && self.protocol == WsProtocol::TransportWs => {
-                        let message = running.messages.error(errors);
-                        self.stop(id);
-                        Some(message)
-                    }
-                    _ => Some(running.messages.result(&payload)),
-                }
+    fn message(&mut self, i: usize, payload: &Payload) -> String {
+        let running = &mut self.running[i];
+        let first = !std::mem::replace(&mut running.answered, true);
+        match payload.request_errors() {
+            // Refused before it ran: graphql-transport-ws ends it with `error`, and no
+            // `complete` follows.
+            Some(errors) if first && self.protocol == WsProtocol::TransportWs => {
+                self.running.swap_remove(i).messages.error(errors)
             }
-            Event::End => {
-                let running = self.running.remove(id)?;
-                Some(running.messages.complete())
-            }
+            _ => running.messages.result(payload),
         }
     }
 }
