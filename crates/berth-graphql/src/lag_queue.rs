@@ -9,13 +9,17 @@
 //! past its bytes, cuts that reader off instead. Its unread messages are released at once;
 //! it learns how many it missed on its next read. A message is freed as soon as every
 //! reader it was queued for has read it or was cut off.
+//!
+//! Each waiting reader keeps its waker in its place, under the queue's one lock: a read
+//! takes the lock once, and a push wakes exactly the readers that wait, after letting the
+//! lock go (a `Notify` cost each reader another lock per read, on a list shared by all).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
-use tokio::sync::Notify;
 
 /// The bytes one group of readers (one connection's subscriptions) may hold unread.
 #[derive(Debug)]
@@ -63,7 +67,6 @@ pub(crate) enum Received<T> {
 
 pub(crate) struct LagQueue<T> {
     state: Mutex<State<T>>,
-    pushed: Notify,
     max_lag: usize,
 }
 
@@ -89,6 +92,8 @@ struct Position {
     budget: Arc<LagBudget>,
     /// Set once cut off: how many messages it missed.
     missed: Option<u64>,
+    /// The reader's, while it waits for a message.
+    waiting: Option<Waker>,
 }
 
 impl<T> State<T> {
@@ -132,7 +137,6 @@ impl<T: Clone> LagQueue<T> {
     pub(crate) fn new(max_lag: usize) -> Arc<LagQueue<T>> {
         Arc::new(LagQueue {
             state: Mutex::new(State { head: 0, entries: VecDeque::new(), readers: Slab::new() }),
-            pushed: Notify::new(),
             max_lag,
         })
     }
@@ -145,7 +149,7 @@ impl<T: Clone> LagQueue<T> {
     pub(crate) fn reader(self: &Arc<Self>, budget: Arc<LagBudget>) -> Reader<T> {
         let mut state = self.state();
         let next = state.tail();
-        let key = state.readers.insert(Position { next, held: 0, budget, missed: None });
+        let key = state.readers.insert(Position { next, held: 0, budget, missed: None, waiting: None });
         Reader { queue: self.clone(), key }
     }
 
@@ -185,8 +189,12 @@ impl<T: Clone> LagQueue<T> {
         } else {
             state.entries.push_back(Entry { item, bytes, unread_by });
         }
+        // Every waiting reader now has a message, or learns it was cut off.
+        let waiting: Vec<Waker> = state.readers.iter_mut().filter_map(|(_, p)| p.waiting.take()).collect();
         drop(state);
-        self.pushed.notify_waiters();
+        for waker in waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -198,27 +206,27 @@ pub(crate) struct Reader<T: Clone> {
 
 impl<T: Clone> Reader<T> {
     /// The next message, waiting for one if there is none yet.
+    #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Received<T> {
-        loop {
-            // Registered before looking, so that a push in between still wakes it.
-            let pushed = self.queue.pushed.notified();
-            if let Some(received) = self.try_recv() {
-                return received;
-            }
-            pushed.await;
-        }
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn try_recv(&self) -> Option<Received<T>> {
+    /// The next message, or pending until a push (the waker is kept under the same lock
+    /// as the look, so no push in between is missed).
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Received<T>> {
         let mut state = self.queue.state();
         let head = state.head;
         let tail = state.tail();
-        let position = &state.readers[self.key];
+        let position = &mut state.readers[self.key];
         if let Some(missed) = position.missed {
-            return Some(Received::Missed(missed));
+            return Poll::Ready(Received::Missed(missed));
         }
         if position.next == tail {
-            return None;
+            match &mut position.waiting {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => position.waiting = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
         }
         let index = (position.next - head) as usize;
         let entry = &mut state.entries[index];
@@ -229,7 +237,7 @@ impl<T: Clone> Reader<T> {
         position.held -= bytes;
         position.budget.release(bytes);
         state.free_read_entries();
-        Some(Received::Item(item))
+        Poll::Ready(Received::Item(item))
     }
 }
 

@@ -10,11 +10,13 @@
 //! gets `SUBSCRIBER_LAGGED` and ends, the others go on.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::task::{Context, Poll};
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Response, ServerError};
-use futures::stream::{self, BoxStream, StreamExt as _};
+use futures::stream::{BoxStream, StreamExt as _};
 use futures::FutureExt as _;
 use prometheus_client::metrics::counter::Counter;
 
@@ -215,41 +217,43 @@ pub(crate) fn json_len(value: &impl serde::Serialize) -> usize {
 /// One subscriber's view: its own receiver, cut off with `SUBSCRIBER_LAGGED` when it falls
 /// behind.
 fn receive(shared: Arc<Shared>, rx: Reader<Item>, cut_off: Counter) -> BoxStream<'static, Arc<Payload>> {
-    struct State {
-        shared: Arc<Shared>,
-        rx: Reader<Item>,
-        last: Option<Arc<Payload>>,
-        done: bool,
-        cut_off: Counter,
-    }
-    let state = State { shared, rx, last: None, done: false, cut_off };
-    stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
+    Subscriber { shared, rx, last: None, done: false, cut_off }.boxed()
+}
+
+struct Subscriber {
+    shared: Arc<Shared>,
+    rx: Reader<Item>,
+    /// The last payload read, to tell whether the final error was seen.
+    last: Option<Arc<Payload>>,
+    done: bool,
+    cut_off: Counter,
+}
+
+impl futures::Stream for Subscriber {
+    type Item = Arc<Payload>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Arc<Payload>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
         }
-        match st.rx.recv().await {
+        Poll::Ready(match std::task::ready!(this.rx.poll_recv(cx)) {
             Received::Item(Item::Payload(p)) => {
-                st.last = Some(p.clone());
-                Some((p, st))
+                this.last = Some(p.clone());
+                Some(p)
             }
             Received::Item(Item::End) => {
-                let unseen = st
-                    .shared
-                    .final_error
-                    .get()
-                    .filter(|e| st.last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, e)))
-                    .cloned();
-                st.done = true;
-                unseen.map(|e| (e, st))
+                this.done = true;
+                let seen = |e: &&Arc<Payload>| this.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, e));
+                this.shared.final_error.get().filter(|e| !seen(e)).cloned()
             }
             Received::Missed(n) => {
-                st.done = true;
-                st.cut_off.inc();
-                Some((Arc::new(Payload::new(&lagged(n))), st))
+                this.done = true;
+                this.cut_off.inc();
+                Some(Arc::new(Payload::new(&lagged(n))))
             }
-        }
-    })
-    .boxed()
+        })
+    }
 }
 
 fn lagged(missed: u64) -> Response {
@@ -263,6 +267,8 @@ fn lagged(missed: u64) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use futures::stream;
+
     use super::*;
 
     #[tokio::test]

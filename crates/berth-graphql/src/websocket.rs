@@ -228,7 +228,12 @@ impl Connection {
     /// Writes one message; `false` when the client is gone or has not read for
     /// [`WRITE_STALL`].
     async fn send(&self, socket: &mut WebSocket, text: String) -> bool {
-        matches!(tokio::time::timeout(WRITE_STALL, socket.send(Message::Text(text.into()))).await, Ok(Ok(())))
+        let mut send = std::pin::pin!(socket.send(Message::Text(text.into())));
+        // Most writes complete at once: only one that waits is given a timer.
+        if let Some(sent) = (&mut send).now_or_never() {
+            return sent.is_ok();
+        }
+        matches!(tokio::time::timeout(WRITE_STALL, send).await, Ok(Ok(())))
     }
 
     async fn close(&self, socket: &mut WebSocket, code: u16, reason: String) {
