@@ -308,3 +308,14 @@ pub struct MetricDay {
     pub day: Day,
     pub json: Option<String>,
 }
+
+/// Where what a customer can read stood at one moment: the version of the customer's own
+/// rows and the version of what every customer reads (servers, distros, news). Both only
+/// grow, and each moves with every committed change of its rows, whoever commits it; an
+/// answer computed under one `DataVersion` is still right while the database reports the
+/// same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataVersion {
+    pub shared: i64,
+    pub customer: i64,
+}

@@ -31,6 +31,7 @@ pub mod portmaps;
 pub mod runtime;
 pub mod servers;
 pub mod tags;
+pub mod versions;
 
 use std::str::FromStr;
 use std::sync::Arc;
