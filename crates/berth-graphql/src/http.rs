@@ -33,6 +33,7 @@ pub(crate) struct GraphqlParts {
     pub(crate) sessions: crate::sessions::Sessions,
     pub(crate) sockets: crate::customer_sockets::CustomerSockets,
     pub(crate) shutdown: crate::connection_end::WebSocketShutdown,
+    pub(crate) kept: crate::kept_answers::KeptAnswers,
 }
 
 /// What the operator sets for the GraphQL routes.
@@ -71,6 +72,7 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics, options: Graphql
         sessions: Default::default(),
         sockets: crate::customer_sockets::CustomerSockets::new(options.max_websockets_per_customer),
         shutdown: options.shutdown,
+        kept: Default::default(),
     }));
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
@@ -200,10 +202,16 @@ async fn execute(
         Ok(caller) => caller,
         Err(e) => return auth_failure(e),
     };
-    let request = prepare_request(request, &state.service, caller);
-    let mut response = crate::telemetry::execute_observed(&state.schema, &state.metrics, request).await;
-    crate::error::ensure_codes(&mut response);
-    GraphQLResponse::from(response).into_response()
+    let Some(caller) = caller else {
+        // Anonymous: only public fields answer, and nothing is kept for nobody.
+        let request = prepare_request(request, &state.service, None);
+        let mut response = crate::telemetry::execute_observed(&state.schema, &state.metrics, request).await;
+        crate::error::ensure_codes(&mut response);
+        return GraphQLResponse::from(response).into_response();
+    };
+    let body = state.kept.answer(state, caller, request).await;
+    // As async-graphql-axum answers (`GraphQLResponse`), for the same bytes either way.
+    ([(header::CONTENT_TYPE, "application/graphql-response+json")], body).into_response()
 }
 
 /// No `Authorization` header: anonymous (only public fields answer). A header that is

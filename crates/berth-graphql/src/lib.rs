@@ -16,6 +16,7 @@ mod domains;
 mod error;
 mod graphiql;
 mod http;
+mod kept_answers;
 mod lag_queue;
 mod loaders;
 mod loopboxes;
@@ -100,12 +101,21 @@ pub fn prepare_request(
     service: &Service,
     caller: Option<Caller>,
 ) -> async_graphql::Request {
-    let mut request = parsed_queries::attach(request);
-    if let Some(caller) = caller {
-        request =
-            request.data(caller).data(prefetch::Prefetched::default()).data(loaders::Loaders::new(service, caller));
+    with_request_data(parsed_queries::attach(request), service, caller)
+}
+
+/// [`prepare_request`] for a request whose document is attached already.
+pub(crate) fn with_request_data(
+    request: async_graphql::Request,
+    service: &Service,
+    caller: Option<Caller>,
+) -> async_graphql::Request {
+    match caller {
+        Some(caller) => {
+            request.data(caller).data(prefetch::Prefetched::default()).data(loaders::Loaders::new(service, caller))
+        }
+        None => request,
     }
-    request
 }
 
 /// The caller of this request, or `UNAUTHENTICATED`.

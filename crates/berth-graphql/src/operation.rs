@@ -84,6 +84,23 @@ pub(crate) fn subscription_root_problem(request: &mut async_graphql::Request) ->
     }
 }
 
+/// Whether any operation or fragment of the document selects a field named one of `names`
+/// (on any type, under any alias). Every selection set is walked once: fragments where they
+/// are defined, not where they are spread.
+pub(crate) fn selects_any_of(doc: &ExecutableDocument, names: &[&str]) -> bool {
+    fn walk(set: &Positioned<SelectionSet>, names: &[&str]) -> bool {
+        set.node.items.iter().any(|selection| match &selection.node {
+            Selection::Field(field) => {
+                names.contains(&field.node.name.node.as_str()) || walk(&field.node.selection_set, names)
+            }
+            Selection::InlineFragment(inline) => walk(&inline.node.selection_set, names),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    doc.operations.iter().any(|(_, op)| walk(&op.node.selection_set, names))
+        || doc.fragments.values().any(|fragment| walk(&fragment.node.selection_set, names))
+}
+
 fn selected<'d>(doc: &'d ExecutableDocument, name: Option<&str>) -> Option<&'d Positioned<OperationDefinition>> {
     match (&doc.operations, name) {
         (DocumentOperations::Single(op), None) => Some(op),
@@ -185,6 +202,18 @@ mod tests {
             (1..40).map(|i| format!("fragment F{i} on SubscriptionRoot {{ ...F{} }} ", i + 1)).collect();
         chain.push_str("fragment F40 on SubscriptionRoot { containerEvents { kind } ...F1 }");
         assert!(problem(&format!("subscription {{ alarms {{ id }} ...F1 }} {chain}"), None).is_some());
+    }
+
+    #[test]
+    fn fields_are_found_wherever_they_are_selected() {
+        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        let names = ["logs", "lastUsedAt"];
+        assert!(!selects_any_of(&doc("{ me { company } containers { nodes { name } } }"), &names));
+        assert!(selects_any_of(&doc("{ container(uid: 1) { logs { line } } }"), &names));
+        assert!(selects_any_of(&doc("{ container(uid: 1) { l: logs { line } } }"), &names), "aliased");
+        assert!(selects_any_of(&doc("{ me { ... on Me { tokens { lastUsedAt } } } }"), &names), "inline fragment");
+        let fragment = "query A { me { company } } query B { me { ...T } } fragment T on Me { tokens { lastUsedAt } }";
+        assert!(selects_any_of(&doc(fragment), &names), "in a fragment, whichever operation runs");
     }
 
     #[test]

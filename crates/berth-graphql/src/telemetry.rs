@@ -28,6 +28,7 @@ pub struct GraphqlMetrics {
     errors: Family<OperationLabels, Counter>,
     open_subscriptions: Gauge,
     subscribers_cut_off: Counter,
+    kept_answers_served: Counter,
     names: Arc<OperationNames>,
 }
 
@@ -67,6 +68,7 @@ impl GraphqlMetrics {
             errors: Family::default(),
             open_subscriptions: Gauge::default(),
             subscribers_cut_off: Counter::default(),
+            kept_answers_served: Counter::default(),
             names: Arc::default(),
         };
         registry.register(
@@ -88,6 +90,11 @@ impl GraphqlMetrics {
             "berth_graphql_subscribers_cut_off",
             "GraphQL subscriptions ended because their subscriber fell behind (SUBSCRIBER_LAGGED)",
             metrics.subscribers_cut_off.clone(),
+        );
+        registry.register(
+            "berth_graphql_kept_answers_served",
+            "GraphQL queries answered with an answer kept from before, nothing the customer can read having changed since",
+            metrics.kept_answers_served.clone(),
         );
         metrics
     }
@@ -127,16 +134,46 @@ pub(crate) async fn execute_observed(
     metrics: &GraphqlMetrics,
     mut request: async_graphql::Request,
 ) -> Response {
+    let label = metrics.operation_label(&mut request);
+    execute_labelled(schema, metrics, label, request).await
+}
+
+/// [`execute_observed`] for a request whose label the caller already took.
+pub(crate) async fn execute_labelled(
+    schema: &crate::BerthSchema,
+    metrics: &GraphqlMetrics,
+    label: String,
+    request: async_graphql::Request,
+) -> Response {
     let started = Instant::now();
-    let name = metrics.names.label(operation_name(&mut request));
-    let span = tracing::info_span!("graphql.operation", otel.name = %format!("graphql {name}"), operation = %name);
+    let span = operation_span(&label);
     let response = schema.execute(request).instrument(span).await;
-    let labels = OperationLabels { operation: name };
+    let labels = OperationLabels { operation: label };
     metrics.duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     if response.is_err() {
         metrics.errors.get_or_create(&labels).inc();
     }
     response
+}
+
+fn operation_span(label: &str) -> tracing::Span {
+    tracing::info_span!("graphql.operation", otel.name = %format!("graphql {label}"), operation = %label)
+}
+
+impl GraphqlMetrics {
+    /// The label of the operation the request runs (see [`MAX_OPERATION_NAMES`]).
+    pub(crate) fn operation_label(&self, request: &mut async_graphql::Request) -> String {
+        self.names.label(operation_name(request))
+    }
+
+    /// One query answered with an answer kept from before (`kept_answers.rs`): counted,
+    /// timed and traced as the operation it answers, since for the client it is one.
+    pub(crate) fn kept_answer_served(&self, label: &str, started: Instant) {
+        let _span = operation_span(label).entered();
+        self.kept_answers_served.inc();
+        let labels = OperationLabels { operation: label.to_owned() };
+        self.duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    }
 }
 
 /// The span of one subscriber's subscription, a child of its connection's, open for as long

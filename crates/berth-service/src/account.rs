@@ -1,7 +1,7 @@
 //! The customer's own account: profile, password, API tokens, owned servers; and news.
 
-use berth_model::{validate, ApiToken, Credential, Customer, DataVersion, News, Server};
-use berth_store::{accounts, news, servers, versions};
+use berth_model::{validate, ApiToken, Credential, Customer, News, Server};
+use berth_store::{accounts, news, servers};
 
 use crate::auth::{format_token, hash_password, mint_token_secret};
 use crate::{Caller, Error, Result, Service};
@@ -31,13 +31,6 @@ impl Service {
     pub async fn me(&self, caller: &Caller) -> Result<Customer> {
         let mut conn = self.store.reads().await?;
         accounts::customer(&mut conn, caller.customer_id).await?.ok_or(Error::Unauthenticated)
-    }
-
-    /// Where everything the caller can read stands now (see [`DataVersion`]): an answer
-    /// computed after this was read is still right while it reads the same.
-    pub async fn data_version(&self, caller: &Caller) -> Result<DataVersion> {
-        let mut conn = self.store.reads().await?;
-        Ok(versions::data_version(&mut conn, caller.customer_id).await?)
     }
 
     /// Servers the customer owns (dedicated servers it may create containers on).

@@ -22,6 +22,7 @@ pub mod events;
 pub mod loopboxes;
 pub mod metrics;
 pub mod portmaps;
+pub mod read_stamp;
 pub mod revocation;
 pub mod runtime;
 pub mod tags;

@@ -124,6 +124,8 @@ async fn every_visible_change_moves_its_owners_version(store: Store) {
         ("DELETE FROM container_tags".into(), CustomerA),
         (format!("UPDATE tags SET note = 'n' WHERE customer_id = {ca}"), CustomerA),
         (format!("UPDATE servers SET address = '192.0.2.9' WHERE id = {s}"), Shared),
+        // The capacity check's row lock (containers.rs) changes nothing anyone can read.
+        (format!("UPDATE servers SET memory = memory WHERE id = {s}"), Nothing),
         ("INSERT INTO legions (name, address) VALUES ('l', '192.0.2.2')".into(), Shared),
         (format!("INSERT INTO legion_nodes (legion_id, server_id) SELECT id, {s} FROM legions"), Shared),
         ("INSERT INTO distros (name, path, uuid) VALUES ('deb', '/deb', 'uuid-deb')".into(), Shared),

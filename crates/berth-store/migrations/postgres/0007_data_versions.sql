@@ -175,12 +175,15 @@ CREATE TRIGGER container_runtime_moves_versions AFTER INSERT OR UPDATE OR DELETE
 
 CREATE FUNCTION servers_moves_versions() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'DELETE' THEN PERFORM berth_move_versions(ARRAY(SELECT 0::BIGINT AS scope)); END IF;
-    IF TG_OP <> 'INSERT' THEN PERFORM berth_move_versions(ARRAY(SELECT 0::BIGINT AS scope)); END IF;
+    PERFORM berth_move_versions(ARRAY(SELECT 0::BIGINT AS scope));
     RETURN NULL;
 END $$;
-CREATE TRIGGER servers_moves_versions AFTER INSERT OR UPDATE OR DELETE ON servers
+-- Not on an update that changes nothing: taking the row's lock (`SET memory = memory`, the
+-- capacity check of every container creation) is not a change anyone can read.
+CREATE TRIGGER servers_moves_versions AFTER INSERT OR DELETE ON servers
     FOR EACH ROW EXECUTE FUNCTION servers_moves_versions();
+CREATE TRIGGER servers_update_moves_versions AFTER UPDATE ON servers
+    FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION servers_moves_versions();
 
 CREATE FUNCTION legions_moves_versions() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -272,7 +272,10 @@ CREATE TRIGGER servers_insert_moves_versions AFTER INSERT ON servers BEGIN
     SELECT DISTINCT scope, 1 FROM (SELECT 0 AS scope) WHERE scope IS NOT NULL
     ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
 END;
-CREATE TRIGGER servers_update_moves_versions AFTER UPDATE ON servers BEGIN
+-- Not on an update that changes nothing: taking the row's lock (`SET memory = memory`, the
+-- capacity check of every container creation) is not a change anyone can read. A new
+-- column of servers joins this list.
+CREATE TRIGGER servers_update_moves_versions AFTER UPDATE ON servers WHEN OLD.name IS NOT NEW.name OR OLD.address IS NOT NEW.address OR OLD.memory IS NOT NEW.memory OR OLD.storage IS NOT NEW.storage OR OLD.uuid IS NOT NEW.uuid OR OLD.owner_id IS NOT NEW.owner_id OR OLD.portmappings_mtime IS NOT NEW.portmappings_mtime BEGIN
     INSERT INTO data_versions (scope, version)
     SELECT DISTINCT scope, 1 FROM (SELECT 0 AS scope UNION SELECT 0 AS scope) WHERE scope IS NOT NULL
     ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;

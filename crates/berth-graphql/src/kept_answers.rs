@@ -1,0 +1,150 @@
+//! Answers of queries, kept per customer and served again while nothing the customer can
+//! read has changed.
+//!
+//! Every committed change of a row a customer can read moves that customer's data version
+//! (or the shared one) in the database, in the writing transaction, whichever process
+//! commits it: triggers do it (`berth-store` migration 0007), so no write path can forget.
+//! A kept answer carries the [`ReadStamp`] taken *before* it was computed (those versions and
+//! the UTC day, since some fields show today's figures); a request takes the stamp now (one
+//! point read) and is given the kept answer only if it is the same. A change that commits
+//! while an answer is being computed has moved the version past the one the answer carries,
+//! so that answer is never served. Because the check reads the
+//! database rather than waiting for a notice, a write is seen by the next request on every
+//! gateway and after `berth admin`, exactly as without this table.
+//!
+//! Kept: queries (never mutations or subscriptions) of an authenticated customer, answered
+//! without errors, that select no field in [`VOLATILE_FIELDS`]. The customer is part of the
+//! key, so one tenant's answer is never even looked up for another's request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_graphql::parser::types::OperationType;
+use axum::body::Bytes;
+use berth_service::read_stamp::ReadStamp;
+use berth_service::Caller;
+
+use crate::http::GraphqlParts;
+
+/// Fields whose value is not a function of the database, so an answer selecting one is
+/// never kept: `logs` comes from the agent running the container, and `lastUsedAt` moves on
+/// every request made with the token without moving the version (it would move it on
+/// every bearer request).
+pub(crate) const VOLATILE_FIELDS: &[&str] = &["logs", "lastUsedAt"];
+
+/// Bytes of answers (with their keys) kept at most; the least used go first past it.
+const BUDGET: u64 = 64 * 1024 * 1024;
+/// Larger answers, and answers to longer query texts, are computed every time.
+const MAX_ANSWER: usize = 1024 * 1024;
+const MAX_QUERY: usize = 8 * 1024;
+/// An answer nobody asked for this long is dropped.
+const IDLE: Duration = Duration::from_secs(600);
+
+#[derive(Hash, PartialEq, Eq)]
+struct Key {
+    customer_id: i64,
+    query: String,
+    operation_name: Option<String>,
+    /// The variables as JSON: equal maps serialize alike (async-graphql keeps them ordered).
+    variables: String,
+}
+
+struct Kept {
+    stamp: ReadStamp,
+    /// The operation's metrics label, to count a served answer as the operation it is.
+    label: String,
+    body: Bytes,
+}
+
+pub(crate) struct KeptAnswers(moka::sync::Cache<Arc<Key>, Arc<Kept>>);
+
+impl Default for KeptAnswers {
+    fn default() -> Self {
+        KeptAnswers(
+            moka::sync::Cache::builder()
+                .max_capacity(BUDGET)
+                .weigher(|key: &Arc<Key>, kept: &Arc<Kept>| {
+                    let bytes = key.query.len() + key.variables.len() + kept.body.len() + 128;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .time_to_idle(IDLE)
+                .build(),
+        )
+    }
+}
+
+impl KeptAnswers {
+    /// The caller's answer to `request` as JSON: the kept one when nothing the caller can
+    /// read changed since it was computed, else computed now (and kept when it may be).
+    /// When the stamp cannot be read, the request runs as if nothing were kept.
+    pub(crate) async fn answer(&self, parts: &GraphqlParts, caller: Caller, request: async_graphql::Request) -> Bytes {
+        let started = Instant::now();
+        if request.query.len() > MAX_QUERY {
+            return computed(parts, caller, request).await.0;
+        }
+        let key = Arc::new(Key {
+            customer_id: caller.customer_id,
+            query: request.query.clone(),
+            operation_name: request.operation_name.clone(),
+            variables: serde_json::to_string(&request.variables).unwrap_or_default(),
+        });
+        let mut stamp_now = None;
+        if let Some(kept) = self.0.get(&key) {
+            match parts.service.read_stamp(&caller).await {
+                Ok(now) if now == kept.stamp => {
+                    parts.metrics.kept_answer_served(&kept.label, started);
+                    return kept.body.clone();
+                }
+                Ok(now) => stamp_now = Some(now),
+                Err(_) => return computed(parts, caller, request).await.0,
+            }
+        }
+        let mut request = crate::parsed_queries::attach(request);
+        if !may_be_kept(&mut request) {
+            return computed_parsed(parts, caller, request).await.0;
+        }
+        // Taken before the answer is computed: a change committed meanwhile then moves the
+        // version away from the one the answer is kept under.
+        let stamp = match stamp_now {
+            Some(stamp) => stamp,
+            None => match parts.service.read_stamp(&caller).await {
+                Ok(stamp) => stamp,
+                Err(_) => return computed_parsed(parts, caller, request).await.0,
+            },
+        };
+        let (body, label, ok) = computed_parsed(parts, caller, request).await;
+        if ok && body.len() <= MAX_ANSWER {
+            self.0.insert(key, Arc::new(Kept { stamp, label, body: body.clone() }));
+        }
+        body
+    }
+}
+
+/// A query selecting nothing volatile; the document is parsed already.
+fn may_be_kept(request: &mut async_graphql::Request) -> bool {
+    crate::operation::selected_type(request) == Some(OperationType::Query)
+        && request.parsed_query().is_ok_and(|doc| !crate::operation::selects_any_of(doc, VOLATILE_FIELDS))
+}
+
+async fn computed(parts: &GraphqlParts, caller: Caller, request: async_graphql::Request) -> (Bytes, String, bool) {
+    computed_parsed(parts, caller, crate::parsed_queries::attach(request)).await
+}
+
+/// The answer run now: its JSON, its operation's label, and whether it may be kept (no
+/// errors, no HTTP headers of its own).
+async fn computed_parsed(
+    parts: &GraphqlParts,
+    caller: Caller,
+    mut request: async_graphql::Request,
+) -> (Bytes, String, bool) {
+    let label = parts.metrics.operation_label(&mut request);
+    let request = crate::with_request_data(request, &parts.service, Some(caller));
+    let mut response = crate::telemetry::execute_labelled(&parts.schema, &parts.metrics, label.clone(), request).await;
+    crate::error::ensure_codes(&mut response);
+    let ok = response.is_ok() && response.http_headers.is_empty();
+    let body = serde_json::to_vec(&response).map(Bytes::from).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a GraphQL response did not serialize");
+        Bytes::from_static(br#"{"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#)
+    });
+    (body, label, ok)
+}
