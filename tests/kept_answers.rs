@@ -140,3 +140,13 @@ async fn a_change_through_one_gateway_is_seen_by_the_next_request_to_another() {
     assert!(!kept);
     assert_eq!(after["me"]["company"], "Elsewhere");
 }
+
+/// `--kept-answers-mib 0`: every answer is computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_may_keep_none() {
+    let b = Berth::start_with(Opts { args: vec!["--kept-answers-mib".into(), "0".into()], ..Opts::default() }).await;
+    let eve = b.fixture_customer("eve").await;
+    for _ in 0..3 {
+        assert!(!ask(&b, eve.auth(), "{ me { company } }").await.1);
+    }
+}

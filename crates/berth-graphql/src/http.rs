@@ -43,6 +43,8 @@ pub struct GraphqlOptions {
     pub max_websockets_per_customer: usize,
     /// Closes the WebSockets when the gateway stops.
     pub shutdown: crate::connection_end::WebSocketShutdown,
+    /// Bytes of query answers kept (`kept_answers.rs`); 0 keeps none.
+    pub kept_answers_bytes: u64,
 }
 
 impl Default for GraphqlOptions {
@@ -50,6 +52,7 @@ impl Default for GraphqlOptions {
         GraphqlOptions {
             max_websockets_per_customer: crate::customer_sockets::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER,
             shutdown: Default::default(),
+            kept_answers_bytes: crate::kept_answers::DEFAULT_KEPT_ANSWERS_MIB * 1024 * 1024,
         }
     }
 }
@@ -72,7 +75,7 @@ pub fn router(service: Service, metrics: crate::GraphqlMetrics, options: Graphql
         sessions: Default::default(),
         sockets: crate::customer_sockets::CustomerSockets::new(options.max_websockets_per_customer),
         shutdown: options.shutdown,
-        kept: Default::default(),
+        kept: crate::kept_answers::KeptAnswers::new(options.kept_answers_bytes),
     }));
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))

@@ -32,8 +32,9 @@ use crate::http::GraphqlParts;
 /// every bearer request).
 pub(crate) const VOLATILE_FIELDS: &[&str] = &["logs", "lastUsedAt"];
 
-/// Bytes of answers (with their keys) kept at most; the least used go first past it.
-const BUDGET: u64 = 64 * 1024 * 1024;
+/// MiB of answers (with their keys) kept at most unless the operator says otherwise
+/// (`--kept-answers-mib`); the least used go first past it.
+pub const DEFAULT_KEPT_ANSWERS_MIB: u64 = 64;
 /// Larger answers, and answers to longer query texts, are computed every time.
 const MAX_ANSWER: usize = 1024 * 1024;
 const MAX_QUERY: usize = 8 * 1024;
@@ -56,32 +57,35 @@ struct Kept {
     body: Bytes,
 }
 
-pub(crate) struct KeptAnswers(moka::sync::Cache<Arc<Key>, Arc<Kept>>);
+/// `None` when the operator keeps no answers.
+pub(crate) struct KeptAnswers(Option<moka::sync::Cache<Arc<Key>, Arc<Kept>>>);
 
-impl Default for KeptAnswers {
-    fn default() -> Self {
-        KeptAnswers(
+impl KeptAnswers {
+    /// A table of at most `budget` bytes.
+    pub(crate) fn new(budget: u64) -> Self {
+        if budget == 0 {
+            return KeptAnswers(None);
+        }
+        KeptAnswers(Some(
             moka::sync::Cache::builder()
-                .max_capacity(BUDGET)
+                .max_capacity(budget)
                 .weigher(|key: &Arc<Key>, kept: &Arc<Kept>| {
                     let bytes = key.query.len() + key.variables.len() + kept.body.len() + 128;
                     u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
                 .time_to_idle(IDLE)
                 .build(),
-        )
+        ))
     }
-}
 
-impl KeptAnswers {
     /// The caller's answer to `request` as JSON: the kept one when nothing the caller can
     /// read changed since it was computed, else computed now (and kept when it may be).
     /// When the stamp cannot be read, the request runs as if nothing were kept.
     pub(crate) async fn answer(&self, parts: &GraphqlParts, caller: Caller, request: async_graphql::Request) -> Bytes {
         let started = Instant::now();
-        if request.query.len() > MAX_QUERY {
+        let Some(table) = self.0.as_ref().filter(|_| request.query.len() <= MAX_QUERY) else {
             return computed(parts, caller, request).await.0;
-        }
+        };
         let key = Arc::new(Key {
             customer_id: caller.customer_id,
             query: request.query.clone(),
@@ -89,7 +93,7 @@ impl KeptAnswers {
             variables: serde_json::to_string(&request.variables).unwrap_or_default(),
         });
         let mut stamp_now = None;
-        if let Some(kept) = self.0.get(&key) {
+        if let Some(kept) = table.get(&key) {
             match parts.service.read_stamp(&caller).await {
                 Ok(now) if now == kept.stamp => {
                     parts.metrics.kept_answer_served(&kept.label, started);
@@ -114,7 +118,7 @@ impl KeptAnswers {
         };
         let (body, label, ok) = computed_parsed(parts, caller, request).await;
         if ok && body.len() <= MAX_ANSWER {
-            self.0.insert(key, Arc::new(Kept { stamp, label, body: body.clone() }));
+            table.insert(key, Arc::new(Kept { stamp, label, body: body.clone() }));
         }
         body
     }

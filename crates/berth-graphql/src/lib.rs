@@ -42,6 +42,7 @@ pub use connection_end::WebSocketShutdown;
 pub use customer_sockets::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER;
 pub use error::{ensure_codes, gql_error, ErrorCode};
 pub use http::{router, GraphqlOptions};
+pub use kept_answers::DEFAULT_KEPT_ANSWERS_MIB;
 pub use loaders::{set_loader_delay, LOADER_DELAY};
 pub use telemetry::GraphqlMetrics;
 pub use websocket::{MAX_SUBSCRIPTIONS_PER_SOCKET, WS_READ_BUFFER};

@@ -80,6 +80,12 @@ pub struct ServeArgs {
           default_value_t = berth_graphql::DEFAULT_MAX_WEBSOCKETS_PER_CUSTOMER as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_websockets_per_customer: u64,
+    /// MiB of GraphQL query answers kept to be served again while nothing the customer can
+    /// read has changed (checked against the database on every request); 0 keeps none.
+    #[arg(long = "kept-answers-mib", env = "BERTH_KEPT_ANSWERS_MIB",
+          default_value_t = berth_graphql::DEFAULT_KEPT_ANSWERS_MIB,
+          value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub kept_answers_mib: u64,
     #[command(flatten)]
     pub delivery: crate::alarm_delivery::DeliveryArgs,
     #[command(flatten)]

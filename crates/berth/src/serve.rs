@@ -37,6 +37,7 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     let graphql = berth_graphql::GraphqlOptions {
         max_websockets_per_customer: usize::try_from(args.max_websockets_per_customer).unwrap_or(usize::MAX),
         shutdown: websockets.clone(),
+        kept_answers_bytes: args.kept_answers_mib.saturating_mul(1024 * 1024),
     };
     let app = app(service, telemetry.clone(), &args.api_prefix, graphql);
     let listener = tokio::net::TcpListener::bind(args.listen)
