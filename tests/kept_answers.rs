@@ -108,6 +108,20 @@ async fn volatile_and_failed_answers_are_not_kept(engine: Engine) {
     ask(&b, bearer.clone(), "{ me { company } }").await;
     assert!(ask(&b, bearer.clone(), "{ me { company } }").await.1);
 
+    // Metric series and usage figures move no version (agents write them every minute).
+    let server = b.fixture_server(None).await;
+    let uid = b.fixture_container("cid", &server.name, 100, 100).await;
+    let volatile = format!(
+        "{{ containerMetrics(container: {uid}, kind: \"cpu\") {{ unix value }} \
+           container(uid: {uid}) {{ runtime {{ state memoryUsed }} }} }}"
+    );
+    for _ in 0..2 {
+        assert!(!ask(&b, cid.auth(), &volatile).await.1, "metric series and usage are never kept");
+    }
+    let state = format!("{{ container(uid: {uid}) {{ runtime {{ state }} }} }}");
+    ask(&b, cid.auth(), &state).await;
+    assert!(ask(&b, cid.auth(), &state).await.1, "the lifecycle state is kept");
+
     let missing = "{ container(uid: 999999) { name } }";
     for _ in 0..2 {
         let before = served(&b).await;

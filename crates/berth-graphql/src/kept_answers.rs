@@ -26,11 +26,13 @@ use berth_service::Caller;
 
 use crate::http::GraphqlParts;
 
-/// Fields whose value is not a function of the database, so an answer selecting one is
-/// never kept: `logs` comes from the agent running the container, and `lastUsedAt` moves on
-/// every request made with the token without moving the version (it would move it on
-/// every bearer request).
-pub(crate) const VOLATILE_FIELDS: &[&str] = &["logs", "lastUsedAt"];
+/// Fields whose value does not move the data versions, so an answer selecting one is never
+/// kept: `logs` comes from the agent running the container; the metric series, a
+/// container's memory and disk use, and a token's `lastUsedAt` are written all the time (a
+/// sample per container every minute, every bearer request), so migration 0007 leaves them
+/// out rather than move the customer's version that often.
+pub(crate) const VOLATILE_FIELDS: &[&str] =
+    &["logs", "containerMetrics", "domainMetrics", "memoryUsed", "diskUsed", "lastUsedAt"];
 
 /// MiB of answers (with their keys) kept at most unless the operator says otherwise
 /// (`--kept-answers-mib`); the least used go first past it.

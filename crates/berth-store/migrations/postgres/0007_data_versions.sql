@@ -5,8 +5,12 @@
 -- by any process (another gateway, `berth admin`, an agent) is seen by the next request.
 -- The triggers below are the only writers: no code path can change a row and forget to
 -- move the version. A row is never deleted, so a version never goes back to a value an
--- old answer was kept under. Tables no query shows (alarm_deliveries) have none;
--- api_tokens.last_used_at moves on every bearer request, and no kept answer shows it.
+-- old answer was kept under. Tables no query shows (alarm_deliveries) have none.
+-- What agents write all the time is left out too, and no kept answer shows it (the
+-- gateway's VOLATILE_FIELDS): the metric series (container_metrics, domain_metrics, a
+-- sample per container every minute) and container_runtime's usage figures and counters;
+-- so is api_tokens.last_used_at, which moves on every bearer request. Otherwise a customer
+-- with many running containers would have its version moving many times a second.
 CREATE TABLE data_versions (
     scope   BIGINT PRIMARY KEY,
     version BIGINT NOT NULL
@@ -146,31 +150,13 @@ END $$;
 CREATE TRIGGER alarms_moves_versions AFTER INSERT OR UPDATE OR DELETE ON alarms
     FOR EACH ROW EXECUTE FUNCTION alarms_moves_versions();
 
-CREATE FUNCTION container_metrics_moves_versions() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP <> 'DELETE' THEN PERFORM berth_move_versions(ARRAY(SELECT customer_id AS scope FROM containers WHERE id = NEW.container_id)); END IF;
-    IF TG_OP <> 'INSERT' THEN PERFORM berth_move_versions(ARRAY(SELECT customer_id AS scope FROM containers WHERE id = OLD.container_id)); END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER container_metrics_moves_versions AFTER INSERT OR UPDATE OR DELETE ON container_metrics
-    FOR EACH ROW EXECUTE FUNCTION container_metrics_moves_versions();
-
-CREATE FUNCTION domain_metrics_moves_versions() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP <> 'DELETE' THEN PERFORM berth_move_versions(ARRAY(SELECT customer_id AS scope FROM domains WHERE id = NEW.domain_id UNION SELECT customer_id FROM containers WHERE id = NEW.container_id)); END IF;
-    IF TG_OP <> 'INSERT' THEN PERFORM berth_move_versions(ARRAY(SELECT customer_id AS scope FROM domains WHERE id = OLD.domain_id UNION SELECT customer_id FROM containers WHERE id = OLD.container_id)); END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER domain_metrics_moves_versions AFTER INSERT OR UPDATE OR DELETE ON domain_metrics
-    FOR EACH ROW EXECUTE FUNCTION domain_metrics_moves_versions();
-
 CREATE FUNCTION container_runtime_moves_versions() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'DELETE' THEN PERFORM berth_move_versions(ARRAY(SELECT customer_id AS scope FROM containers WHERE id = NEW.container_id)); END IF;
     IF TG_OP <> 'INSERT' THEN PERFORM berth_move_versions(ARRAY(SELECT customer_id AS scope FROM containers WHERE id = OLD.container_id)); END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER container_runtime_moves_versions AFTER INSERT OR UPDATE OR DELETE ON container_runtime
+CREATE TRIGGER container_runtime_moves_versions AFTER INSERT OR UPDATE OF state, pid, started_at, observed_generation, last_error, container_id OR DELETE ON container_runtime
     FOR EACH ROW EXECUTE FUNCTION container_runtime_moves_versions();
 
 CREATE FUNCTION servers_moves_versions() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -5,8 +5,12 @@
 -- by any process (another gateway, `berth admin`, an agent) is seen by the next request.
 -- The triggers below are the only writers: no code path can change a row and forget to
 -- move the version. A row is never deleted, so a version never goes back to a value an
--- old answer was kept under. Tables no query shows (event_outbox, alarm_deliveries) have
--- none; api_tokens.last_used_at moves on every bearer request, and no kept answer shows it.
+-- old answer was kept under. Tables no query shows (alarm_deliveries, event_outbox) have none.
+-- What agents write all the time is left out too, and no kept answer shows it (the
+-- gateway's VOLATILE_FIELDS): the metric series (container_metrics, domain_metrics, a
+-- sample per container every minute) and container_runtime's usage figures and counters;
+-- so is api_tokens.last_used_at, which moves on every bearer request. Otherwise a customer
+-- with many running containers would have its version moving many times a second.
 CREATE TABLE data_versions (
     scope   INTEGER PRIMARY KEY,
     version INTEGER NOT NULL
@@ -222,42 +226,12 @@ CREATE TRIGGER alarms_delete_moves_versions AFTER DELETE ON alarms BEGIN
     SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM containers WHERE id = OLD.container_id) WHERE scope IS NOT NULL
     ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
 END;
-CREATE TRIGGER container_metrics_insert_moves_versions AFTER INSERT ON container_metrics BEGIN
-    INSERT INTO data_versions (scope, version)
-    SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM containers WHERE id = NEW.container_id) WHERE scope IS NOT NULL
-    ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
-END;
-CREATE TRIGGER container_metrics_update_moves_versions AFTER UPDATE ON container_metrics BEGIN
-    INSERT INTO data_versions (scope, version)
-    SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM containers WHERE id = OLD.container_id UNION SELECT customer_id AS scope FROM containers WHERE id = NEW.container_id) WHERE scope IS NOT NULL
-    ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
-END;
-CREATE TRIGGER container_metrics_delete_moves_versions AFTER DELETE ON container_metrics BEGIN
-    INSERT INTO data_versions (scope, version)
-    SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM containers WHERE id = OLD.container_id) WHERE scope IS NOT NULL
-    ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
-END;
-CREATE TRIGGER domain_metrics_insert_moves_versions AFTER INSERT ON domain_metrics BEGIN
-    INSERT INTO data_versions (scope, version)
-    SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM domains WHERE id = NEW.domain_id UNION SELECT customer_id FROM containers WHERE id = NEW.container_id) WHERE scope IS NOT NULL
-    ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
-END;
-CREATE TRIGGER domain_metrics_update_moves_versions AFTER UPDATE ON domain_metrics BEGIN
-    INSERT INTO data_versions (scope, version)
-    SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM domains WHERE id = OLD.domain_id UNION SELECT customer_id FROM containers WHERE id = OLD.container_id UNION SELECT customer_id AS scope FROM domains WHERE id = NEW.domain_id UNION SELECT customer_id FROM containers WHERE id = NEW.container_id) WHERE scope IS NOT NULL
-    ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
-END;
-CREATE TRIGGER domain_metrics_delete_moves_versions AFTER DELETE ON domain_metrics BEGIN
-    INSERT INTO data_versions (scope, version)
-    SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM domains WHERE id = OLD.domain_id UNION SELECT customer_id FROM containers WHERE id = OLD.container_id) WHERE scope IS NOT NULL
-    ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
-END;
 CREATE TRIGGER container_runtime_insert_moves_versions AFTER INSERT ON container_runtime BEGIN
     INSERT INTO data_versions (scope, version)
     SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM containers WHERE id = NEW.container_id) WHERE scope IS NOT NULL
     ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
 END;
-CREATE TRIGGER container_runtime_update_moves_versions AFTER UPDATE ON container_runtime BEGIN
+CREATE TRIGGER container_runtime_update_moves_versions AFTER UPDATE OF state, pid, started_at, observed_generation, last_error, container_id ON container_runtime BEGIN
     INSERT INTO data_versions (scope, version)
     SELECT DISTINCT scope, 1 FROM (SELECT customer_id AS scope FROM containers WHERE id = OLD.container_id UNION SELECT customer_id AS scope FROM containers WHERE id = NEW.container_id) WHERE scope IS NOT NULL
     ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1;
