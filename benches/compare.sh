@@ -10,7 +10,9 @@
 # ({ me { company } }), page (the nested 100-container page), restme (REST GET /api/me, which
 # lists every container uid). Needs wrk; run as in load.sh. "server µs/req" is the server's
 # CPU (utime + stime from /proc) over the wrk run divided by the requests answered: the
-# figure least moved by wrk sharing the machine's cores.
+# figure least moved by wrk sharing the machine's cores. WRITES=N (default 0) changes the
+# fixture customer's data N times a second during every wrk run (a GraphQL mutation through
+# curl), so that answers kept by the gateway go stale as they would under use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$#" -ge 1 ] || { echo "usage: $0 BIN [BIN...]" >&2; exit 2; }
@@ -20,11 +22,25 @@ DURATION="${DURATION:-6s}"
 CONNECTIONS="${CONNECTIONS:-50}"
 CONTAINERS="${CONTAINERS:-100}"
 ROUTES="${ROUTES:-healthz typename me page}"
+WRITES="${WRITES:-0}"
 # shellcheck source=benches/common.sh
 . benches/common.sh
 
 "${NICE[@]}" cargo bench -q -p berth-benches --bench seed --no-run >&2
 BIN="$1" seed_containers "$CONTAINERS"
+
+# Changes the customer's company WRITES times a second until killed.
+writer() {
+    local pause i=0
+    pause="$(awk -v w="$WRITES" 'BEGIN { printf "%.4f", 1 / w }')"
+    while :; do
+        i=$((i + 1))
+        curl -s -o /dev/null -X POST -H "Authorization: $AUTH" -H 'Content-Type: application/json' \
+            --data "{\"query\":\"mutation { updateMe(input: { company: \\\"write $i\\\" }) { company } }\"}" \
+            "http://$addr/graphql"
+        sleep "$pause"
+    done
+}
 
 # utime + stime of the server, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
@@ -43,10 +59,13 @@ for _ in 1 2; do
                 restme) method=GET; path=/api/me; body=""; a="$AUTH" ;;
                 *) echo "unknown route $route" >&2; exit 2 ;;
             esac
+            writer_pid=""
+            if [ "$WRITES" != 0 ]; then writer & writer_pid=$!; fi
             before="$(cpu_ticks)"
             line="$(WRK_METHOD="$method" WRK_BODY="$body" WRK_AUTH="$a" "${NICE[@]}" wrk -t2 -c"$CONNECTIONS" \
                 -d"$DURATION" --timeout 10s --latency -s benches/wrk/request.lua "http://$addr$path" | grep '^WRKRESULT')"
             after="$(cpu_ticks)"
+            if [ -n "$writer_pid" ]; then kill "$writer_pid"; wait "$writer_pid" 2>/dev/null || true; fi
             get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
             per_request="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$(get requests)" \
                 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')"

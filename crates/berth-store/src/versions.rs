@@ -12,15 +12,14 @@ const SHARED: i64 = 0;
 
 #[derive(sqlx::FromRow, serde::Deserialize)]
 struct VersionRow {
-    shared: i64,
-    customer: i64,
+    scope: i64,
+    version: i64,
 }
 
 /// The versions a customer's reads stand at. A scope never written yet is at 0.
 pub async fn data_version(conn: &mut impl Fetch, customer_id: i64) -> StoreResult<DataVersion> {
-    let sql = "SELECT COALESCE(MAX(CASE WHEN scope = $1 THEN version END), 0) AS shared, \
-               COALESCE(MAX(CASE WHEN scope = $2 THEN version END), 0) AS customer \
-               FROM data_versions WHERE scope IN ($1, $2)";
-    let row: Option<VersionRow> = conn.fetch_optional(sql, &[Arg::Int(SHARED), Arg::Int(customer_id)]).await?;
-    Ok(row.map_or(DataVersion { shared: 0, customer: 0 }, |r| DataVersion { shared: r.shared, customer: r.customer }))
+    let sql = "SELECT scope, version FROM data_versions WHERE scope IN ($1, $2)";
+    let rows: Vec<VersionRow> = conn.fetch_all(sql, &[Arg::Int(SHARED), Arg::Int(customer_id)]).await?;
+    let of = |scope: i64| rows.iter().find(|r| r.scope == scope).map_or(0, |r| r.version);
+    Ok(DataVersion { shared: of(SHARED), customer: of(customer_id) })
 }
