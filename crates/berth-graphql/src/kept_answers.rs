@@ -48,7 +48,8 @@ struct Key {
     customer_id: i64,
     query: String,
     operation_name: Option<String>,
-    /// The variables as JSON: equal maps serialize alike (async-graphql keeps them ordered).
+    /// The variables as JSON: names sorted, input objects in the order sent, so the same
+    /// object spelled in another order is another key (computed once more, never wrong).
     variables: String,
 }
 
