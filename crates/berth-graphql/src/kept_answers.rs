@@ -8,9 +8,9 @@
 //! the UTC day, since some fields show today's figures); a request takes the stamp now (one
 //! point read) and is given the kept answer only if it is the same. A change that commits
 //! while an answer is being computed has moved the version past the one the answer carries,
-//! so that answer is never served. Because the check reads the
-//! database rather than waiting for a notice, a write is seen by the next request on every
-//! gateway and after `berth admin`, exactly as without this table.
+//! so that answer is never served. Because the check reads the database rather than waiting
+//! for a notice, a write is seen by the next request on every gateway and after
+//! `berth admin`, exactly as without this table.
 //!
 //! Kept: queries (never mutations or subscriptions) of an authenticated customer, answered
 //! without errors, that select no field in [`VOLATILE_FIELDS`]. The customer is part of the
@@ -89,11 +89,16 @@ impl KeptAnswers {
         let Some(table) = self.0.as_ref().filter(|_| request.query.len() <= MAX_QUERY) else {
             return computed(parts, caller, request).await.0;
         };
+        // Variables that do not serialize (none should) are never a key: two requests
+        // differing only in them must not share an answer.
+        let Ok(variables) = serde_json::to_string(&request.variables) else {
+            return computed(parts, caller, request).await.0;
+        };
         let key = Arc::new(Key {
             customer_id: caller.customer_id,
             query: request.query.clone(),
             operation_name: request.operation_name.clone(),
-            variables: serde_json::to_string(&request.variables).unwrap_or_default(),
+            variables,
         });
         let mut stamp_now = None;
         if let Some(kept) = table.get(&key) {
