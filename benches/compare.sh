@@ -65,7 +65,7 @@ for _ in 1 2; do
             line="$(WRK_METHOD="$method" WRK_BODY="$body" WRK_AUTH="$a" "${NICE[@]}" wrk -t2 -c"$CONNECTIONS" \
                 -d"$DURATION" --timeout 10s --latency -s benches/wrk/request.lua "http://$addr$path" | grep '^WRKRESULT')"
             after="$(cpu_ticks)"
-            if [ -n "$writer_pid" ]; then kill "$writer_pid"; wait "$writer_pid" 2>/dev/null || true; fi
+            if [ -n "$writer_pid" ]; then kill "$writer_pid" 2>/dev/null || true; wait "$writer_pid" 2>/dev/null || true; fi
             get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
             per_request="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$(get requests)" \
                 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')"

@@ -227,7 +227,7 @@ async fn authenticate(service: &Service, headers: &HeaderMap, peer: SocketAddr) 
     service.authenticate(&presented, peer.ip()).await.map(Some)
 }
 
-fn error_body(message: &str, code: ErrorCode) -> serde_json::Value {
+pub(crate) fn error_body(message: &str, code: ErrorCode) -> serde_json::Value {
     serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
 }
 

@@ -156,7 +156,8 @@ async fn computed_parsed(
     let ok = response.is_ok() && response.http_headers.is_empty();
     let body = serde_json::to_vec(&response).map(Bytes::from).unwrap_or_else(|e| {
         tracing::error!(error = %e, "a GraphQL response did not serialize");
-        Bytes::from_static(br#"{"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#)
+        let body = crate::http::error_body("internal error", crate::error::ErrorCode::Internal);
+        Bytes::from(body.to_string())
     });
     (body, label, ok)
 }

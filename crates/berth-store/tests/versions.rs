@@ -1,8 +1,8 @@
 //! Every committed change a customer can read moves that customer's data version and no
 //! other customer's; changes every customer reads move the shared version; what agents write
-//! all the time (metric samples, usage figures), which no kept answer shows, moves nothing. The triggers of
-//! migration 0007 are checked table by table, on both engines, through raw SQL so that no
-//! store function is needed to reach them.
+//! all the time (metric samples, usage figures), which no kept answer shows, moves nothing.
+//! The triggers of migration 0007 are checked table by table, on both engines, through raw
+//! SQL so that no store function is needed to reach them.
 
 mod common;
 
