@@ -5,12 +5,14 @@
 //! (or the shared one) in the database, in the writing transaction, whichever process
 //! commits it: triggers do it (`berth-store` migration 0007), so no write path can forget.
 //! A kept answer carries the [`ReadStamp`] taken *before* it was computed (those versions and
-//! the UTC day, since some fields show today's figures); a request takes the stamp now (one
-//! point read) and is given the kept answer only if it is the same. A change that commits
+//! the UTC day, since some fields show today's figures). A request rechecks that stamp and
+//! is given the kept answer only if the customer's reads are where it says. The recheck is
+//! free while nothing at all has been committed since (SQLite's shared wal-index header,
+//! `berth-store`'s `wal_index.rs`) and one point read otherwise. A change that commits
 //! while an answer is being computed has moved the version past the one the answer carries,
-//! so that answer is never served. Because the check reads the database rather than waiting
-//! for a notice, a write is seen by the next request on every gateway and after
-//! `berth admin`, exactly as without this table.
+//! so that answer is never served. Because the check looks at the database (its shared
+//! header, or its rows) rather than waiting for a notice, a write is seen by the next
+//! request on every gateway and after `berth admin`, exactly as without this table.
 //!
 //! Kept: queries (never mutations or subscriptions) of an authenticated customer, answered
 //! without errors, that select no field in [`VOLATILE_FIELDS`]. The customer is part of the
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
-use berth_service::read_stamp::ReadStamp;
+use berth_service::read_stamp::{ReadStamp, Recheck};
 use berth_service::Caller;
 
 use crate::http::GraphqlParts;
@@ -102,12 +104,20 @@ impl KeptAnswers {
         });
         let mut stamp_now = None;
         if let Some(kept) = table.get(&key) {
-            match parts.service.read_stamp(&caller).await {
-                Ok(now) if now == kept.stamp => {
+            match parts.service.recheck_stamp(&caller, &kept.stamp).await {
+                Ok(Recheck::Unchanged) => {
                     parts.metrics.kept_answer_served(&kept.label, started);
                     return kept.body.clone();
                 }
-                Ok(now) => stamp_now = Some(now),
+                Ok(Recheck::Same(now)) => {
+                    // Kept under the stamp just read, so the next request finds it unchanged
+                    // without a read until something is committed again.
+                    let refreshed = Kept { stamp: now, label: kept.label.clone(), body: kept.body.clone() };
+                    table.insert(key, Arc::new(refreshed));
+                    parts.metrics.kept_answer_served(&kept.label, started);
+                    return kept.body.clone();
+                }
+                Ok(Recheck::Moved(now)) => stamp_now = Some(now),
                 Err(_) => return computed(parts, caller, request).await.0,
             }
         }

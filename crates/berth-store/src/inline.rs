@@ -41,7 +41,8 @@ impl InlineReader {
         Ok(Some(reader))
     }
 
-    fn open(&self) -> StoreResult<Connection> {
+    /// A new connection of the same file, refusing writes.
+    pub(crate) fn open(&self) -> StoreResult<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(inline_error)?;
         conn.pragma_update(None, "query_only", true).map_err(inline_error)?;

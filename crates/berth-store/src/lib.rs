@@ -32,6 +32,7 @@ pub mod runtime;
 pub mod servers;
 pub mod tags;
 pub mod versions;
+mod wal_index;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use error::{StoreError, StoreResult};
 pub use sqlx::AnyConnection;
+pub use wal_index::CommitMark;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -64,6 +66,9 @@ pub struct Store {
     write_lock: Option<Arc<Mutex<()>>>,
     /// SQLite files: hot reads on the calling thread (see [`inline`]).
     inline: Option<Arc<inline::InlineReader>>,
+    /// SQLite files in WAL mode: whether anything committed, without a read (see
+    /// [`wal_index`]).
+    wal_index: Option<Arc<wal_index::WalIndex>>,
 }
 
 impl Store {
@@ -136,7 +141,11 @@ impl Store {
             Engine::Sqlite => inline::InlineReader::for_url(&url)?.map(Arc::new),
             Engine::Postgres => None,
         };
-        Ok(Store { pool, engine, write_lock, inline })
+        let wal_index = match &inline {
+            Some(reader) => wal_index::WalIndex::open(reader.open()?)?.map(Arc::new),
+            None => None,
+        };
+        Ok(Store { pool, engine, write_lock, inline, wal_index })
     }
 
     /// Connects and brings the schema up to date.
@@ -170,6 +179,13 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Where the database's commits stand, from any process: equal marks mean nothing at
+    /// all was committed between the two looks. `None` when that cannot be told without a
+    /// read (PostgreSQL, an in-memory database, a commit being written at this instant).
+    pub fn commit_mark(&self) -> Option<CommitMark> {
+        self.wal_index.as_ref().and_then(|index| index.mark())
     }
 
     /// A pooled connection for reads.

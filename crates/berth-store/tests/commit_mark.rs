@@ -1,0 +1,110 @@
+//! `Store::commit_mark` on a SQLite file: it stays put while nothing is committed and moves
+//! with every commit, whichever connection or process makes it. Kept GraphQL answers are
+//! served without a read on the strength of an unchanged mark, so a commit that did not
+//! move it would be served stale.
+
+mod common;
+
+use berth_store::Store;
+
+/// Set for the child process of `a_commit_by_another_process_moves_the_mark`: the file it
+/// commits to.
+const CHILD_DB: &str = "BERTH_COMMIT_MARK_CHILD_DB";
+
+fn mark(store: &Store) -> berth_store::CommitMark {
+    // `None` only while a commit is being written; nothing writes here meanwhile.
+    store.commit_mark().expect("a SQLite file in WAL mode has a commit mark")
+}
+
+async fn write(store: &Store, sql: &str) {
+    let mut tx = store.write().await.unwrap();
+    sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mark_stays_put_until_a_commit_and_moves_with_every_one() {
+    let db = common::TestDb::sqlite().await;
+    let store = &db.store;
+    write(store, "CREATE TABLE scratch (n INTEGER)").await;
+    let quiet = mark(store);
+    assert_eq!(mark(store), quiet);
+    let _ = berth_store::versions::data_version(&mut store.reads().await.unwrap(), 1).await.unwrap();
+    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scratch").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(mark(store), quiet, "reads commit nothing");
+
+    let mut seen = vec![quiet];
+    for n in 0..20 {
+        write(store, &format!("INSERT INTO scratch VALUES ({n})")).await;
+        let now = mark(store);
+        assert!(!seen.contains(&now), "commit {n} left the mark where an earlier look saw it");
+        seen.push(now);
+    }
+
+    // A connection of its own, outside the store's pool.
+    let path = store_path(store).await;
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute("INSERT INTO scratch VALUES (100)", []).unwrap();
+    assert!(!seen.contains(&mark(store)), "a commit by another connection left the mark");
+
+    let before = mark(store);
+    let mut tx = store.write().await.unwrap();
+    sqlx::query("INSERT INTO scratch VALUES (101)").execute(&mut *tx).await.unwrap();
+    drop(tx);
+    let rolled_back: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM scratch WHERE n = 101").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(rolled_back.0, 0);
+    assert_eq!(mark(store), before, "a rolled-back transaction committed nothing");
+    drop(other);
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_by_another_process_moves_the_mark() {
+    let db = common::TestDb::sqlite().await;
+    let store = &db.store;
+    write(store, "CREATE TABLE scratch (n INTEGER)").await;
+    let path = store_path(store).await;
+    for round in 0..3 {
+        let before = mark(store);
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "commit_in_child_process", "--ignored", "--nocapture"])
+            .env(CHILD_DB, &path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child process failed to commit");
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scratch").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(n, round + 1, "the child's row is there");
+        assert_ne!(mark(store), before, "round {round}: a commit by another process left the mark");
+    }
+    db.finish().await;
+}
+
+/// The other process of `a_commit_by_another_process_moves_the_mark`, which runs this test
+/// binary again for just this function; run alone it has no file to commit to and fails.
+#[test]
+#[ignore = "run by a_commit_by_another_process_moves_the_mark as its child process"]
+fn commit_in_child_process() {
+    let path = std::env::var(CHILD_DB).expect("run only as the child of a_commit_by_another_process_moves_the_mark");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    conn.execute("INSERT INTO scratch VALUES (1)", []).unwrap();
+}
+
+#[tokio::test]
+async fn no_mark_without_a_shared_wal_index() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    assert_eq!(store.commit_mark(), None, "an in-memory database has no file another process could write");
+    store.close().await;
+    if let Some(db) = common::TestDb::postgres().await {
+        assert_eq!(db.store.commit_mark(), None, "PostgreSQL's commits are not seen without a read");
+        db.finish().await;
+    }
+}
+
+/// The file the store has open.
+async fn store_path(store: &Store) -> String {
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("PRAGMA database_list").fetch_all(store.pool()).await.unwrap();
+    rows.into_iter().find(|(_, name, _)| name == "main").map(|(_, _, file)| file).expect("main database")
+}
