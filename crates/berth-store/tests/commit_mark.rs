@@ -41,6 +41,16 @@ async fn the_mark_stays_put_until_a_commit_and_moves_with_every_one() {
         seen.push(now);
     }
 
+    // A checkpoint that empties the log: the next commit starts it over from its first
+    // frame, where an earlier commit's frame count could repeat.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(store.pool()).await.unwrap();
+    for n in 20..23 {
+        write(store, &format!("INSERT INTO scratch VALUES ({n})")).await;
+        let now = mark(store);
+        assert!(!seen.contains(&now), "commit {n} after a checkpoint left the mark where an earlier look saw it");
+        seen.push(now);
+    }
+
     // A connection of its own, outside the store's pool.
     let path = store_path(store).await;
     let other = rusqlite::Connection::open(&path).unwrap();
