@@ -15,13 +15,11 @@
 //! as it would without this file.
 
 use std::ffi::c_void;
-use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Mutex;
 
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
-use rusqlite::Connection;
+use rusqlite::{ffi, Connection};
 
 use crate::inline::inline_error;
 use crate::{StoreError, StoreResult};
@@ -30,8 +28,8 @@ use crate::{StoreError, StoreResult};
 const HEADER_WORDS: usize = 12;
 /// `iVersion`, the header's first word, of every wal-index SQLite has written since 3.7.0.
 const WAL_INDEX_VERSION: u32 = 3_007_000;
-/// Both copies.
-const MAPPED: usize = 2 * HEADER_WORDS * 4;
+/// The size of a wal-index region, as SQLite's WAL code maps them (`WALINDEX_PGSZ`).
+const REGION_BYTES: i32 = 32 * 1024;
 
 /// Where the commits of a database stood at one look. Equal marks: no transaction committed
 /// between the two looks.
@@ -39,20 +37,25 @@ const MAPPED: usize = 2 * HEADER_WORDS * 4;
 pub struct CommitMark([u32; HEADER_WORDS]);
 
 pub(crate) struct WalIndex {
-    /// The mapping stays backed while this connection is open: SQLite re-initialises (and
-    /// truncates) a wal-index only when no process holds it, and this connection holds it
-    /// for ours. Never used after opening.
+    /// The connection whose mapping of the wal-index `header` points into; SQLite keeps a
+    /// region mapped until its connection closes. Never used after opening.
     _holder: Mutex<Connection>,
     header: NonNull<c_void>,
 }
 
-// SAFETY: the mapping is read-only for its whole life and only ever read (volatile loads).
+// SAFETY: `header` is only ever read (volatile loads), and stays mapped while `_holder` is
+// open, which it is for the life of this value.
 unsafe impl Send for WalIndex {}
 unsafe impl Sync for WalIndex {}
 
 impl WalIndex {
     /// The wal-index of the database `holder` has open, or `None` when the database is not
     /// in WAL mode.
+    ///
+    /// The header is read through SQLite's own mapping (its VFS's `xShmMap`), never through
+    /// a descriptor of ours: POSIX record locks belong to the process, so closing any
+    /// descriptor of `-shm` would drop every lock SQLite holds on it, the lock that keeps
+    /// other processes from re-initialising the file among them.
     pub(crate) fn open(holder: Connection) -> StoreResult<Option<WalIndex>> {
         let mode: String = holder.query_row("PRAGMA journal_mode", [], |row| row.get(0)).map_err(inline_error)?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -60,27 +63,9 @@ impl WalIndex {
         }
         // A first read maps (and, for the first process, initialises) the wal-index.
         holder.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get::<_, i64>(0)).map_err(inline_error)?;
-        let Some(path) = holder.path().filter(|p| !p.is_empty()).map(|p| format!("{p}-shm")) else {
+        let Some(header) = mapped_region_zero(&holder)? else {
             return Ok(None);
         };
-        let file = std::fs::File::open(&path).map_err(|e| StoreError::Inline(format!("{path}: {e}")))?;
-        let len = file.metadata().map_err(|e| StoreError::Inline(format!("{path}: {e}")))?.len();
-        if len < MAPPED as u64 {
-            return Ok(None);
-        }
-        // SAFETY: a fresh read-only shared mapping of a file at least MAPPED bytes long,
-        // which nobody truncates while `holder` is open (above).
-        let header = unsafe {
-            mmap(
-                None,
-                NonZeroUsize::new(MAPPED).expect("non-zero"),
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
-                &file,
-                0,
-            )
-        }
-        .map_err(|e| StoreError::Inline(format!("mapping {path}: {e}")))?;
         let index = WalIndex { _holder: Mutex::new(holder), header };
         Ok(index.mark().is_some().then_some(index))
     }
@@ -98,7 +83,7 @@ impl WalIndex {
     fn copy(&self, which: usize) -> [u32; HEADER_WORDS] {
         let words = self.header.as_ptr().cast::<u32>().cast_const();
         let copy = std::array::from_fn(|i| {
-            // SAFETY: in bounds of the mapping (MAPPED bytes) and 4-aligned (page-aligned
+            // SAFETY: in bounds of region 0 (REGION_BYTES) and 4-aligned (page-aligned
             // base). Other processes write these words, so each is read once, as it is now:
             // volatile, the way memory shared outside the program is read.
             unsafe { words.add(which * HEADER_WORDS + i).read_volatile() }
@@ -108,9 +93,39 @@ impl WalIndex {
     }
 }
 
-impl Drop for WalIndex {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `open`, no longer read by anyone.
-        let _ = unsafe { munmap(self.header, MAPPED) };
+/// The first region of the wal-index as `conn`'s VFS has it mapped, or `None` when that
+/// VFS keeps no shared wal-index.
+fn mapped_region_zero(conn: &Connection) -> StoreResult<Option<NonNull<c_void>>> {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: the handle of an open connection, used on this thread only while `conn` is
+    // borrowed; FILE_POINTER writes the main database's `sqlite3_file` into `file`.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast::<c_void>(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
+        return Err(StoreError::Inline(format!("the database file of a reader connection (SQLite code {rc})")));
     }
+    // SAFETY: `file` is the connection's open main database file; its methods outlive it.
+    let methods = unsafe { (*file).pMethods };
+    if methods.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: as above; `xShmMap` exists from version 2 of the methods on.
+    let map = unsafe { ((*methods).iVersion >= 2).then_some((*methods).xShmMap).flatten() };
+    let Some(map) = map else {
+        return Ok(None);
+    };
+    let mut region: *mut c_void = std::ptr::null_mut();
+    // SAFETY: region 0 exists (the read above mapped it); with "extend" 0 this only returns
+    // the connection's mapping of it, as SQLite's WAL code asks for it.
+    let rc = unsafe { map(file, 0, REGION_BYTES, 0, &mut region) };
+    if rc != ffi::SQLITE_OK {
+        return Err(StoreError::Inline(format!("mapping the wal-index (SQLite code {rc})")));
+    }
+    Ok(NonNull::new(region))
 }

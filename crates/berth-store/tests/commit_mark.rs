@@ -10,6 +10,8 @@ use berth_store::Store;
 /// Set for the child process of `a_commit_by_another_process_moves_the_mark`: the file it
 /// commits to.
 const CHILD_DB: &str = "BERTH_COMMIT_MARK_CHILD_DB";
+/// And the statement it runs.
+const CHILD_SQL: &str = "BERTH_COMMIT_MARK_CHILD_SQL";
 
 fn mark(store: &Store) -> berth_store::CommitMark {
     // `None` only while a commit is being written; nothing writes here meanwhile.
@@ -76,13 +78,14 @@ async fn a_commit_by_another_process_moves_the_mark() {
     write(store, "CREATE TABLE scratch (n INTEGER)").await;
     let path = store_path(store).await;
     for round in 0..3 {
+        // A process that only reads finds the wal-index held by this one, so it neither
+        // re-initialises it nor moves the mark. (Were this process's locks on `-shm` lost,
+        // the newcomer would truncate and rebuild it, under this process's mappings.)
         let before = mark(store);
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "commit_in_child_process", "--ignored", "--nocapture"])
-            .env(CHILD_DB, &path)
-            .status()
-            .unwrap();
-        assert!(status.success(), "the child process failed to commit");
+        run_child(&path, "SELECT COUNT(*) FROM scratch");
+        assert_eq!(mark(store), before, "round {round}: a process that only read moved the mark");
+
+        run_child(&path, "INSERT INTO scratch VALUES (1)");
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scratch").fetch_one(store.pool()).await.unwrap();
         assert_eq!(n, round + 1, "the child's row is there");
         assert_ne!(mark(store), before, "round {round}: a commit by another process left the mark");
@@ -90,15 +93,28 @@ async fn a_commit_by_another_process_moves_the_mark() {
     db.finish().await;
 }
 
-/// The other process of `a_commit_by_another_process_moves_the_mark`, which runs this test
-/// binary again for just this function; run alone it has no file to commit to and fails.
+/// Runs `sql` on `path` in another process: this test binary again, for just
+/// `statement_in_child_process`.
+fn run_child(path: &str, sql: &str) {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "statement_in_child_process", "--ignored", "--nocapture"])
+        .env(CHILD_DB, path)
+        .env(CHILD_SQL, sql)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child process failed to run {sql}");
+}
+
+/// The other process of `a_commit_by_another_process_moves_the_mark`; run alone it has no
+/// file to work on and fails.
 #[test]
 #[ignore = "run by a_commit_by_another_process_moves_the_mark as its child process"]
-fn commit_in_child_process() {
+fn statement_in_child_process() {
     let path = std::env::var(CHILD_DB).expect("run only as the child of a_commit_by_another_process_moves_the_mark");
+    let sql = std::env::var(CHILD_SQL).expect("the statement to run");
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-    conn.execute("INSERT INTO scratch VALUES (1)", []).unwrap();
+    conn.prepare(&sql).unwrap().raw_query().next().unwrap();
 }
 
 #[tokio::test]
