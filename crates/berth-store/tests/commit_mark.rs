@@ -8,7 +8,7 @@ mod common;
 use berth_store::Store;
 
 /// Set for the child process of `a_commit_by_another_process_moves_the_mark`: the file it
-/// commits to.
+/// works on.
 const CHILD_DB: &str = "BERTH_COMMIT_MARK_CHILD_DB";
 /// And the statement it runs.
 const CHILD_SQL: &str = "BERTH_COMMIT_MARK_CHILD_SQL";
@@ -73,6 +73,10 @@ async fn the_mark_stays_put_until_a_commit_and_moves_with_every_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_by_another_process_moves_the_mark() {
+    if let Ok(path) = std::env::var(CHILD_DB) {
+        // This test binary, started again by the test below as its other process.
+        return statement_in_this_process(&path);
+    }
     let db = common::TestDb::sqlite().await;
     let store = &db.store;
     write(store, "CREATE TABLE scratch (n INTEGER)").await;
@@ -93,11 +97,11 @@ async fn a_commit_by_another_process_moves_the_mark() {
     db.finish().await;
 }
 
-/// Runs `sql` on `path` in another process: this test binary again, for just
-/// `statement_in_child_process`.
+/// Runs `sql` on `path` in another process: this test binary again, for just this test,
+/// which then runs the statement and nothing else.
 fn run_child(path: &str, sql: &str) {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "statement_in_child_process", "--ignored", "--nocapture"])
+        .args(["--exact", "a_commit_by_another_process_moves_the_mark", "--nocapture"])
         .env(CHILD_DB, path)
         .env(CHILD_SQL, sql)
         .status()
@@ -105,12 +109,8 @@ fn run_child(path: &str, sql: &str) {
     assert!(status.success(), "the child process failed to run {sql}");
 }
 
-/// The other process of `a_commit_by_another_process_moves_the_mark`; run alone it has no
-/// file to work on and fails.
-#[test]
-#[ignore = "run by a_commit_by_another_process_moves_the_mark as its child process"]
-fn statement_in_child_process() {
-    let path = std::env::var(CHILD_DB).expect("run only as the child of a_commit_by_another_process_moves_the_mark");
+/// The child's whole work: `CHILD_SQL` on the file at `path`, through a connection of its own.
+fn statement_in_this_process(path: &str) {
     let sql = std::env::var(CHILD_SQL).expect("the statement to run");
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
