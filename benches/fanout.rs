@@ -12,6 +12,7 @@
 //! prints its usage and exits 0 (so a plain `cargo bench` passes).
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::net::TcpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -76,15 +77,29 @@ fn args() -> Option<Args> {
     have_addr.then_some(a)
 }
 
-/// CPU time (user + system, all threads) a process has used so far, in ms. /proc counts
-/// it in clock ticks of USER_HZ, which Linux fixes at 100 for user space.
-fn cpu_ms(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state is field 3, so utime
-    // (14) and stime (15) are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10)
+/// CPU time (ns) all threads of a process have run so far, from the scheduler's own
+/// accounting (`/proc/PID/task/*/schedstat`): fine enough to tell one round from another.
+fn sched_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Context switches (voluntary and not) of all threads of a process so far: a client
+/// woken for every message instead of reading them in batches shows here.
+fn switches(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 fn vm_rss_kib(pid: u32) -> Option<u64> {
@@ -116,14 +131,64 @@ struct AlarmId {
     id: i64,
 }
 
+/// Where each subscriber's task records what it last received, and when. The collector wakes
+/// once per round (when the count reaches its target), not once per message: a channel
+/// send per message woke the collecting thread thousands of times a round, and that
+/// context switching was most of this client's own CPU, taken from the cores it shares
+/// with the server it measures.
+struct Arrivals {
+    start: Instant,
+    /// Per subscriber: the last alarm id it received (-1: its stream ended or failed).
+    alarm: Vec<AtomicI64>,
+    /// Per subscriber: when that message was read, in ns since `start`.
+    at_ns: Vec<AtomicU64>,
+    /// Messages recorded so far, over all subscribers and rounds.
+    count: AtomicUsize,
+    /// `count` at which the collector wants waking.
+    wake_at: AtomicUsize,
+    reached: Notify,
+}
+
+impl Arrivals {
+    fn new(subscribers: usize) -> Self {
+        Arrivals {
+            start: Instant::now(),
+            alarm: (0..subscribers).map(|_| AtomicI64::new(0)).collect(),
+            at_ns: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicUsize::new(0),
+            wake_at: AtomicUsize::new(usize::MAX),
+            reached: Notify::new(),
+        }
+    }
+
+    fn record(&self, i: usize, alarm: i64, at: Instant) {
+        self.at_ns[i].store(at.duration_since(self.start).as_nanos() as u64, Ordering::Relaxed);
+        self.alarm[i].store(alarm, Ordering::Relaxed);
+        // Release: the collector that sees the count also sees the slot above.
+        let count = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        if count == self.wake_at.load(Ordering::Acquire) || alarm < 0 {
+            self.reached.notify_one();
+        }
+    }
+
+    /// Waits until `target` messages have been recorded in all (or a subscriber ended).
+    async fn wait_for(&self, target: usize, deadline: tokio::time::Instant) -> Result<(), usize> {
+        self.wake_at.store(target, Ordering::Release);
+        loop {
+            let count = self.count.load(Ordering::Acquire);
+            if count >= target || self.alarm.iter().any(|a| a.load(Ordering::Relaxed) < 0) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, self.reached.notified()).await.is_err() {
+                return Err(count);
+            }
+        }
+    }
+}
+
 /// Opens one subscription; returns once the subscribe message is sent, leaving a task that
-/// reports every `next` it receives as (subscriber, alarm id, when).
-async fn open_one(
-    i: usize,
-    a: &Args,
-    authorization: &str,
-    tx: mpsc::UnboundedSender<(usize, i64, Instant)>,
-) -> Result<(), String> {
+/// records every `next` it receives in `arrivals` (alarm id, when).
+async fn open_one(i: usize, a: &Args, authorization: &str, arrivals: Arc<Arrivals>) -> Result<(), String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     // Spread the client side over 127.0.0.2.. so ephemeral ports never run out.
     let source = Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(a.sources)) as u8);
@@ -173,18 +238,20 @@ async fn open_one(
             match incoming.kind {
                 "next" => {
                     let id = incoming.payload.and_then(|p| p.data).map_or(-1, |d| d.alarms.id);
-                    let _ = tx.send((i, id, at));
+                    arrivals.record(i, id, at);
                 }
                 "ping" => {
                     let _ = ws.send(Message::text(r#"{"type":"pong"}"#)).await;
                 }
                 "error" | "complete" => {
                     eprintln!("subscriber {i}: {t}");
-                    let _ = tx.send((i, -1, at));
+                    arrivals.record(i, -1, at);
                 }
                 _ => {}
             }
         }
+        // The collector stops waiting for a subscriber whose stream is gone.
+        arrivals.record(i, -1, Instant::now());
     });
     Ok(())
 }
@@ -236,19 +303,18 @@ async fn run(a: Arc<Args>) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = a.server_pid.and_then(vm_rss_kib);
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, i64, Instant)>();
+    let arrivals = Arc::new(Arrivals::new(a.subscribers));
     let opening = Instant::now();
     let results: Vec<Result<(), String>> = futures::stream::iter(0..a.subscribers)
         .map(|i| {
             let a = a.clone();
             let authorization = authorization.clone();
-            let tx = tx.clone();
-            async move { open_one(i, &a, &authorization, tx).await }
+            let arrivals = arrivals.clone();
+            async move { open_one(i, &a, &authorization, arrivals).await }
         })
         .buffer_unordered(a.open_concurrency)
         .collect()
         .await;
-    drop(tx);
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     if let Some(first) = failed.first() {
         panic!("{} of {} subscriptions failed to open; first: {first}", failed.len(), a.subscribers);
@@ -264,32 +330,34 @@ async fn run(a: Arc<Args>) {
     let mut rss_after = None;
     // CPU of both processes from the end of the warm-up to the end of the last round: per
     // round, what one fan-out costs the server and this client on the shared cores.
-    let cpu_now = || (a.server_pid.and_then(|p| cpu_ms(&p.to_string())), cpu_ms("self"));
-    let mut cpu_at_start = (None, None);
+    // Without --server-pid the server's figures read as 0.
+    let server_pid = a.server_pid.map(|p| p.to_string()).unwrap_or_default();
+    let cpu_now = || (sched_ns(&server_pid), sched_ns("self"));
+    let mut cpu_at_start = (0, 0);
     for round in 0..=a.rounds {
+        let cpu_before = (sched_ns(&server_pid), sched_ns("self"));
+        let sw_before = (switches(&server_pid), switches("self"));
         let t0 = Instant::now();
         let data = graphql(&http, &a, &authorization, &raise).await;
         let posted = t0.elapsed();
         let id = data["raiseAlarm"]["id"].as_i64().expect("alarm id");
-        let mut seen = vec![false; a.subscribers];
-        let mut got = 0usize;
-        let mut latencies = Vec::with_capacity(a.subscribers);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while got < a.subscribers {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((i, alarm, at))) => {
-                    assert!(alarm >= 0, "subscriber {i} ended (see above)");
-                    if alarm == id && !seen[i] {
-                        seen[i] = true;
-                        got += 1;
-                        latencies.push(at.duration_since(t0).as_secs_f64() * 1e3);
-                    }
-                }
-                Ok(None) => panic!("every subscriber task ended"),
-                Err(_) => {
-                    panic!("round {round}: only {got} of {} subscribers got alarm {id} within 60 s", a.subscribers)
-                }
-            }
+        let target = (round + 1) * a.subscribers;
+        if let Err(got) = arrivals.wait_for(target, deadline).await {
+            panic!(
+                "round {round}: only {} of {} subscribers got alarm {id} within 60 s",
+                got + a.subscribers - target,
+                a.subscribers
+            );
+        }
+        let t0_ns = t0.duration_since(arrivals.start).as_nanos() as u64;
+        let mut latencies = Vec::with_capacity(a.subscribers);
+        for i in 0..a.subscribers {
+            let alarm = arrivals.alarm[i].load(Ordering::Relaxed);
+            assert!(alarm >= 0, "subscriber {i} ended (see above)");
+            assert_eq!(alarm, id, "subscriber {i} got alarm {alarm} in round {round}, not {id}");
+            let at_ns = arrivals.at_ns[i].load(Ordering::Relaxed);
+            latencies.push(at_ns.saturating_sub(t0_ns) as f64 / 1e6);
         }
         let last = latencies.iter().cloned().fold(0.0, f64::max);
         if round == 0 {
@@ -298,7 +366,15 @@ async fn run(a: Arc<Args>) {
             rss_after = a.server_pid.and_then(vm_rss_kib);
             cpu_at_start = cpu_now();
         } else {
-            println!("round {round}: POST {:.1} ms, all delivered after {last:.1} ms", posted.as_secs_f64() * 1e3);
+            let (server, client) = (sched_ns(&server_pid) - cpu_before.0, sched_ns("self") - cpu_before.1);
+            println!(
+                "round {round}: POST {:.1} ms, all delivered after {last:.1} ms; switches {} {}; CPU server {:.1} ms, client {:.1} ms",
+                posted.as_secs_f64() * 1e3,
+                switches(&server_pid) - sw_before.0,
+                switches("self") - sw_before.1,
+                server as f64 / 1e6,
+                client as f64 / 1e6
+            );
             per_subscriber.extend(latencies);
             all_delivered.push(last);
             post_times.push(posted.as_secs_f64() * 1e3);
@@ -329,11 +405,9 @@ async fn run(a: Arc<Args>) {
         percentile(&post_times, 50.0),
         percentile(&post_times, 99.0)
     );
-    let per_round = |start: Option<u64>, end: Option<u64>| {
-        start.zip(end).map_or("?".to_owned(), |(s, e)| format!("{:.1}", (e - s) as f64 / a.rounds.max(1) as f64))
-    };
+    let per_round = |start: u64, end: u64| (end - start) as f64 / 1e6 / a.rounds.max(1) as f64;
     println!(
-        "RESULT CPU per round ms (pauses between rounds included, idle): server={} client={}",
+        "RESULT CPU per round ms (pauses between rounds included, idle): server={:.1} client={:.1}",
         per_round(cpu_at_start.0, cpu_at_end.0),
         per_round(cpu_at_start.1, cpu_at_end.1)
     );

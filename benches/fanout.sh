@@ -6,6 +6,10 @@
 #
 #   benches/fanout.sh                        # 10,000 subscribers, 20 measured rounds
 #   SUBSCRIBERS=10000 ROUNDS=20 SOURCES=8 benches/fanout.sh
+#   BIN=/tmp/berth-a CLIENT=/tmp/fanout-b CLIENT_THREADS=1 benches/fanout.sh   # other builds
+#
+# The measuring client runs one worker thread by default: it shares the two cores with the
+# server, and a second thread cost it half as much CPU again in cross-thread wake-ups.
 #
 # Builds once (cargo build --release -p berth and the tool benches/fanout.rs), all under
 # `nice -n 10` (shared 2-core machine). Raises the open-file limit for both processes (each
@@ -24,7 +28,7 @@ SOURCES="${SOURCES:-8}"
 echo "== build (once)" >&2
 # BIN=path/to/berth measures another build of the server (side-by-side comparisons).
 [ -n "${BIN:-}" ] || "${NICE[@]}" cargo build --release -p berth >&2
-"${NICE[@]}" cargo bench -p berth-benches --bench fanout --no-run >&2
+[ -n "${CLIENT:-}" ] || "${NICE[@]}" cargo bench -p berth-benches --bench fanout --no-run >&2
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/berth}"
 
 add_customer_and_server
@@ -37,9 +41,12 @@ export BERTH_MAX_WEBSOCKETS_PER_CUSTOMER="${BERTH_MAX_WEBSOCKETS_PER_CUSTOMER:-$
 start_berth
 echo "== berth serve pid $server_pid on $addr; fd limit $(ulimit -n)" >&2
 
-"${NICE[@]}" cargo bench -q -p berth-benches --bench fanout -- --addr "$addr" --user kratos --password deimos \
+# CLIENT=path/to/fanout-<hash> measures with another build of the measuring client.
+client=(cargo bench -q -p berth-benches --bench fanout --)
+[ -z "${CLIENT:-}" ] || client=("$CLIENT")
+"${NICE[@]}" "${client[@]}" --addr "$addr" --user kratos --password deimos \
     --container "$uid" --subscribers "$SUBSCRIBERS" --rounds "$ROUNDS" --server-pid "$server_pid" --sources "$SOURCES" \
-    --client-threads "${CLIENT_THREADS:-0}"
+    --client-threads "${CLIENT_THREADS:-1}"
 if grep -qiE "lagged|error" "$work/serve.log"; then
     echo "== server log mentions errors:" >&2
     grep -iE "lagged|error" "$work/serve.log" | head -20 >&2
