@@ -4,8 +4,8 @@
 # POST /graphql; time until every subscriber has it (p50/p99), and server RSS per idle
 # subscriber.
 #
-#   benches/fanout.sh                        # 10,000 subscribers, 20 measured rounds
-#   SUBSCRIBERS=10000 ROUNDS=20 SOURCES=8 benches/fanout.sh
+#   benches/fanout.sh                        # 10,000 subscribers, 60 measured rounds
+#   SUBSCRIBERS=10000 ROUNDS=60 SOURCES=8 benches/fanout.sh
 #   BIN=/tmp/berth-a CLIENT=/tmp/fanout-b CLIENT_THREADS=1 benches/fanout.sh   # other builds
 #
 # The measuring client runs one worker thread by default: it shares the two cores with the
@@ -19,7 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUBSCRIBERS="${SUBSCRIBERS:-10000}"
-ROUNDS="${ROUNDS:-20}"
+# 60 rounds: a round in which Linux kept both server workers on one CPU takes ~1.5 times as
+# long (BENCHMARKS §3, 2026-12-04); with 20, two such rounds decided the p99 alone.
+ROUNDS="${ROUNDS:-60}"
 SOURCES="${SOURCES:-8}"
 # shellcheck source=benches/common.sh
 . benches/common.sh
